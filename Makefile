@@ -1,0 +1,58 @@
+# The one place set-up lives. Every target installs what it needs, idempotently; a second run is fast.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WF := $(VENV)/bin/wasmfilter
+STAMP := .make
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages: the Rust wasm toolchain fallback (rustc-web + std sources + lld + wasi-libc, see
+# docs/toolchain.md), wasm-opt, the load generator, and the OCI registry server the tests start.
+APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-libc binaryen wabt wrk \
+	docker-registry
+
+.PHONY: help setup toolchain venv demo test test-rust test-python lint bench clean
+
+help:
+	@echo "make demo   install everything, build the reference filters, run them in a real Envoy"
+	@echo "make test   install everything, run the whole suite (Rust unit tests, clippy, pytest)"
+	@echo "make bench  the full benchmark (not part of make test)"
+
+setup: toolchain venv
+
+toolchain:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(STAMP)/venv
+
+$(STAMP)/venv: pyproject.toml
+	@mkdir -p $(STAMP)
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(WF) demo
+
+test: setup test-rust test-python
+
+test-rust: setup
+	@for f in filters/*/filter.yaml; do $(WF) unittest $$(dirname $$f) || exit 1; done
+
+test-python: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(WF) bench --all
+
+clean:
+	rm -rf $(STAMP) $(VENV) filters/target

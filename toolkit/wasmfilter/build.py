@@ -1,0 +1,183 @@
+"""Build a filter crate to .wasm with cargo; report where the module is, its size and sha256."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from wasmfilter import toolchain
+from wasmfilter.errors import CargoBuildError, ToolchainError, UsageError, tail
+from wasmfilter.manifest import MANIFEST_NAME, load_manifest
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    wasm: Path
+    size: int
+    sha256: str
+    seconds: float
+    features: tuple[str, ...]
+    optimized: bool
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def crate_dir_for(path: str | Path | None) -> Path:
+    """A crate directory from PATH: the manifest's crate, or a directory with a Cargo.toml."""
+    target = Path(path) if path is not None else Path.cwd()
+    if not target.exists():
+        raise UsageError(f"path '{target}' does not exist", fix="pass the filter's directory")
+    if target.is_file():
+        target = target.parent
+    if (target / MANIFEST_NAME).is_file():
+        return load_manifest(target).crate_dir
+    if (target / "Cargo.toml").is_file():
+        return target.resolve()
+    raise UsageError(f"'{target}' holds neither a filter.yaml nor a Cargo.toml",
+                     fix="pass a filter directory, or create one with `wasmfilter new blank NAME`")
+
+
+def run_cargo(crate: Path, args: list[str], *, wasm: bool, on_line: Progress | None = None) -> str:
+    """Run cargo in CRATE with the detected toolchain; raise CargoBuildError with its output on failure."""
+    tc = toolchain.detect()
+    cmd = [tc.cargo, *args]
+    try:
+        proc = subprocess.Popen(cmd, cwd=crate, env=tc.cargo_env(wasm=wasm), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    except OSError as e:
+        raise ToolchainError(f"cannot run {tc.cargo}: {e}", fix=toolchain.INSTALL_FIX) from e
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if on_line:
+            on_line(line.rstrip("\n"))
+    code = proc.wait()
+    output = "\n".join(lines)
+    if code != 0:
+        raise CargoBuildError(f"cargo {args[0]} failed in {crate} (exit {code})",
+                              fix="fix the errors shown above", detail=tail(_human_output(output), 60))
+    return output
+
+
+def _human_output(output: str) -> str:
+    """Drop cargo's JSON messages; keep the rendered diagnostics."""
+    return "\n".join(line for line in output.splitlines() if not line.startswith("{"))
+
+
+@contextmanager
+def _artifact_lock(directory: Path) -> Iterator[None]:
+    # Builds with different features uplift to the same cargo path; hold a lock from cargo to our copy.
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ...] = (), opt: bool = False,
+          progress: Progress | None = None) -> BuildResult:
+    """cargo build --release for wasm32-wasip1. The module is copied to <target>/wasmfilter/<crate>[+features].wasm
+    so builds with different features never overwrite each other."""
+    crate = crate_dir_for(path)
+    tc = toolchain.detect()
+    features = tuple(sorted(set(features)))
+    args = ["build", "--release", "--target", toolchain.TARGET, "--message-format", "json-render-diagnostics",
+            *tc.build_args]
+    if features:
+        args += ["--features", ",".join(features)]
+    target_dir = _target_dir(crate)
+    out_dir = target_dir / "wasmfilter"
+    start = time.perf_counter()
+    with _artifact_lock(out_dir):
+        output = run_cargo(crate, args, wasm=True, on_line=_progress_lines(progress))
+        artifact = _find_artifact(output, crate)
+        name = artifact.stem + ("+" + "+".join(features) if features else "")
+        final = out_dir / f"{name}.wasm"
+        if opt:
+            _wasm_opt(artifact, final)
+        else:
+            shutil.copyfile(artifact, final)
+    seconds = time.perf_counter() - start
+    return BuildResult(wasm=final, size=final.stat().st_size, sha256=sha256_file(final), seconds=seconds,
+                       features=features, optimized=opt)
+
+
+def _target_dir(crate: Path) -> Path:
+    tc = toolchain.detect()
+    out = subprocess.run([tc.cargo, "metadata", "--format-version", "1", "--no-deps"], cwd=crate,
+                         env=tc.cargo_env(wasm=False), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise CargoBuildError(f"cargo metadata failed in {crate}", fix="fix Cargo.toml",
+                              detail=tail(out.stderr, 30))
+    return Path(json.loads(out.stdout)["target_directory"])
+
+
+def _find_artifact(output: str, crate: Path) -> Path:
+    manifest = str((crate / "Cargo.toml").resolve())
+    for line in output.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("manifest_path") == manifest:
+            wasm = [f for f in msg.get("filenames", []) if f.endswith(".wasm")]
+            if wasm:
+                return Path(wasm[0])
+    raise CargoBuildError(f"cargo built no .wasm for {crate}",
+                          fix='add `[lib] crate-type = ["cdylib"]` to Cargo.toml')
+
+
+def _progress_lines(progress: Progress | None) -> Progress | None:
+    if progress is None:
+        return None
+
+    def on_line(line: str) -> None:
+        if line.startswith("{"):
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                return
+            if msg.get("reason") == "compiler-artifact" and not msg.get("fresh"):
+                progress(f"compiled {msg['target']['name']}")
+        elif line.strip().startswith(("Compiling", "Downloaded", "Updating")):
+            progress(line.strip())
+
+    return on_line
+
+
+def _wasm_opt(src: Path, dst: Path) -> None:
+    wasm_opt = shutil.which("wasm-opt")
+    if not wasm_opt:
+        raise ToolchainError("--opt needs wasm-opt, which is not installed",
+                             fix="apt-get install binaryen (or build without --opt)")
+    # Rust's wasm32 targets emit these post-MVP features; V8 in Envoy supports them all.
+    features = ["--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals",
+                "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-reference-types"]
+    out = subprocess.run([wasm_opt, "-Oz", "--strip-debug", *features, str(src), "-o", str(dst)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise CargoBuildError("wasm-opt failed", fix="build without --opt, or update binaryen",
+                              detail=tail(out.stderr + out.stdout, 30))
+
+
+def unit_test(path: str | Path | None = None, *, progress: Progress | None = None) -> str:
+    """The filter's plain-Rust tests on the host, then clippy with warnings as errors."""
+    crate = crate_dir_for(path)
+    output = run_cargo(crate, ["test", "--all-features"], wasm=False, on_line=progress)
+    output += "\n" + run_cargo(crate, ["clippy", "--all-targets", "--all-features", "--", "-D", "warnings"],
+                               wasm=False, on_line=progress)
+    return output

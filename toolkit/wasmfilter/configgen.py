@@ -1,0 +1,47 @@
+"""`wasmfilter config`: a standalone Envoy bootstrap for a filter, ready for `envoy -c`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from wasmfilter.build import build
+from wasmfilter.envoy.config import Bootstrap, Upstream, WasmFilter
+from wasmfilter.errors import UsageError
+from wasmfilter.manifest import load_manifest
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"'{value}' is not HOST:PORT", fix="write it like 127.0.0.1:8000")
+    return host, int(port)
+
+
+def bootstrap_for(path: str | Path | None = None, *, wasm: str | Path | None = None, port: int = 10000,
+                  admin_port: int = 9901, upstream: str = "127.0.0.1:8000", allow_fail_open: bool = False,
+                  listener_host: str = "127.0.0.1", admin_host: str = "127.0.0.1") -> str:
+    manifest = load_manifest(path)
+    if wasm is None:
+        wasm = build(manifest.crate_dir).wasm
+    elif not Path(wasm).is_file():
+        raise UsageError(f"'{wasm}' does not exist", fix="build it with `wasmfilter build` or drop --wasm")
+    host, up_port = parse_host_port(upstream)
+    upstreams = [Upstream(name, host, up_port) for name in manifest.upstreams]
+    fragment = WasmFilter.from_manifest(manifest, Path(wasm).resolve(), allow_fail_open=allow_fail_open).fragment()
+    return Bootstrap(upstreams=upstreams, http_filters=[fragment], listener_host=listener_host, listener_port=port,
+                     admin_host=admin_host, admin_port=admin_port).render()
+
+
+def write_new(path: str | Path, text: str, *, force: bool = False) -> None:
+    """Write atomically; never replace an existing file unless FORCE."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError(f"'{target}' already exists", fix="pass --force to overwrite it, or choose another -o")
+    if not target.parent.is_dir():
+        raise UsageError(f"directory '{target.parent}' does not exist", fix="create it first")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, target)

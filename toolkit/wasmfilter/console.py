@@ -1,0 +1,27 @@
+"""Terminal output: rich on a TTY, plain lines otherwise (CI logs)."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from rich.console import Console
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def progress(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the latest step on a TTY; one plain line per step otherwise."""
+    if out.is_terminal:
+        with out.status(title) as status:
+            yield lambda step: status.update(f"{title} — {step}")
+    else:
+        print(title, flush=True)
+        yield lambda step: print(f"  {step}", flush=True)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

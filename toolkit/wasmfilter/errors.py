@@ -1,0 +1,66 @@
+"""One error hierarchy. Every message is a single line naming the problem and the fix;
+subprocess failures carry the tool's own output in `detail`, shown below that line."""
+
+from __future__ import annotations
+
+
+class WasmfilterError(Exception):
+    """Base of every error the toolkit raises on purpose. `str(e)` is the one-line message."""
+
+    def __init__(self, message: str, *, fix: str | None = None, detail: str | None = None):
+        self.problem = message
+        self.fix = fix
+        self.detail = detail
+        super().__init__(f"{message}; {fix}" if fix else message)
+
+
+class UsageError(WasmfilterError):
+    """A path, name or option the user gave does not work."""
+
+
+class ManifestError(WasmfilterError):
+    """filter.yaml is missing or invalid."""
+
+
+class ToolchainError(WasmfilterError):
+    """cargo, rustc, the wasm32-wasip1 std or another tool is missing."""
+
+
+class CargoBuildError(WasmfilterError):
+    """cargo failed; `detail` holds the compiler output."""
+
+
+class AbiError(WasmfilterError):
+    """A .wasm file is not a module Envoy's proxy-wasm host can load."""
+
+
+class ConfigInvalidError(WasmfilterError):
+    """An Envoy config or plugin configuration was rejected; `detail` holds Envoy's output."""
+
+
+class EnvoyError(WasmfilterError):
+    """Envoy could not be found, installed or driven."""
+
+
+class EnvoyStartError(EnvoyError):
+    """Envoy did not become ready; `detail` holds the tail of its log."""
+
+
+class ScenarioError(WasmfilterError):
+    """A scenario file is malformed."""
+
+
+class ScenarioFailed(WasmfilterError):
+    """One or more scenario cases did not get what they expected."""
+
+
+class DockerError(WasmfilterError):
+    """The Docker engine is unreachable, or an image or container failed."""
+
+
+class RegistryError(WasmfilterError):
+    """An OCI registry refused or failed a request."""
+
+
+def tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,111 @@
+"""The filter manifest, `filter.yaml`: which crate, which plugin configuration, which failure policy."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from wasmfilter.errors import ManifestError, UsageError
+
+MANIFEST_NAME = "filter.yaml"
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class FailurePolicy(str, enum.Enum):
+    FAIL_CLOSED = "FAIL_CLOSED"
+    FAIL_OPEN = "FAIL_OPEN"
+    FAIL_RELOAD = "FAIL_RELOAD"
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    crate: str = "."
+    root_id: str | None = None
+    description: str = ""
+    security_relevant: bool = False
+    failure_policy: FailurePolicy = FailurePolicy.FAIL_CLOSED
+    reload_backoff_ms: int = Field(default=1000, ge=1)
+    config: Any = Field(default_factory=dict)
+    test_features: list[str] = Field(default_factory=list)
+    scenarios: str = "scenarios"
+    # Echo upstreams Envoy gets as clusters of these names; the first is the default route.
+    upstreams: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    envoy_version: str | None = None
+
+    # Not part of the file: where it was read from.
+    directory: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def crate_dir(self) -> Path:
+        return (self.directory / self.crate).resolve()
+
+    @property
+    def scenario_dir(self) -> Path:
+        return (self.directory / self.scenarios).resolve()
+
+    @property
+    def effective_root_id(self) -> str:
+        return self.root_id or self.name
+
+    def failure_policy_for_run(self, *, allow_fail_open: bool = False, override: FailurePolicy | None = None
+                               ) -> FailurePolicy:
+        """The policy Envoy gets. A security-relevant filter never fails open unless explicitly allowed:
+        after a panic, FAIL_OPEN skips the filter, which for auth means unauthenticated requests pass."""
+        policy = override or self.failure_policy
+        if policy is FailurePolicy.FAIL_OPEN and self.security_relevant and not allow_fail_open:
+            raise ManifestError(
+                f"filter '{self.name}' is security-relevant and FAIL_OPEN would let requests bypass it after a crash",
+                fix="use FAIL_CLOSED or FAIL_RELOAD, or pass --allow-fail-open if a bypass is acceptable",
+            )
+        return policy
+
+
+def find_manifest(path: str | Path | None = None) -> Path:
+    """The filter.yaml for PATH (a directory or the file itself); the current directory by default."""
+    target = Path(path) if path is not None else Path.cwd()
+    if not target.exists():
+        raise UsageError(f"path '{target}' does not exist", fix="pass the directory holding filter.yaml")
+    if target.is_file():
+        if target.name.endswith((".yaml", ".yml")):
+            return target
+        raise UsageError(f"'{target}' is not a filter.yaml", fix="pass the filter's directory or its filter.yaml")
+    candidate = target / MANIFEST_NAME
+    if candidate.is_file():
+        return candidate
+    hint = "it has a Cargo.toml: add a filter.yaml beside it" if (target / "Cargo.toml").is_file() else (
+        "create a filter with `wasmfilter new blank NAME`")
+    raise ManifestError(f"no {MANIFEST_NAME} in '{target}'", fix=hint)
+
+
+def load_manifest(path: str | Path | None = None) -> Manifest:
+    file = find_manifest(path)
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ManifestError(f"{file} is not valid YAML ({_first_line(e)})", fix="fix the YAML syntax") from e
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{file} must be a mapping of fields", fix="see filters/auth/filter.yaml for an example")
+    try:
+        manifest = Manifest.model_validate({**raw, "directory": file.parent.resolve()})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise ManifestError(f"{file}: field '{where}': {err['msg']}",
+                            fix="correct that field (allowed fields: " + ", ".join(_FIELDS) + ")") from e
+    if not (manifest.crate_dir / "Cargo.toml").is_file():
+        raise ManifestError(f"{file}: crate '{manifest.crate}' has no Cargo.toml",
+                            fix="point 'crate' at the filter's Rust crate directory")
+    return manifest
+
+
+_FIELDS = [name for name in Manifest.model_fields if name != "directory"]
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,127 @@
+"""Run a filter's scenario files against a real Envoy: one Envoy per file, reused by its cases."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from wasmfilter import build as build_mod
+from wasmfilter import scenario
+from wasmfilter.envoy.base import filter_log_lines, log_tail
+from wasmfilter.envoy.binary import EnvoyBinary, resolve
+from wasmfilter.errors import ScenarioError, WasmfilterError
+from wasmfilter.harness import Stack, StackSpec, start_stack
+from wasmfilter.manifest import Manifest, load_manifest
+
+Reporter = Callable[[scenario.CaseResult], None]
+
+
+@dataclass
+class TestReport:
+    results: list[scenario.CaseResult] = field(default_factory=list)
+    envoy: str = ""
+    backend: str = "process"
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[scenario.CaseResult]:
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and not self.failed
+
+
+class BuildCache:
+    """One build per feature set within a run."""
+
+    def __init__(self, manifest: Manifest, progress: build_mod.Progress | None = None):
+        self.manifest = manifest
+        self.progress = progress
+        self._built: dict[tuple[str, ...], build_mod.BuildResult] = {}
+
+    def get(self, features: list[str] | tuple[str, ...] = ()) -> build_mod.BuildResult:
+        key = tuple(sorted(set(features)))
+        if key not in self._built:
+            self._built[key] = build_mod.build(self.manifest.crate_dir, features=key, progress=self.progress)
+        return self._built[key]
+
+
+def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> StackSpec:
+    return StackSpec(manifest=manifest, wasm_path=wasm, plugin_config=sfile.plugin_config(manifest.config),
+                     failure_policy=sfile.failure_policy, allow_fail_open=sfile.allow_fail_open,
+                     concurrency=sfile.concurrency)
+
+
+def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None = None,
+             only: str | None = None) -> list[scenario.CaseResult]:
+    """Run SFILE's cases in order against a started STACK."""
+    results = []
+    client = scenario.Client(stack.url)
+    try:
+        for case in sfile.cases:
+            if only is not None and case.name != only:
+                continue
+            start = time.perf_counter()
+            try:
+                problems, count = scenario.run_case(case, stack.url, stack.envoy.admin.stats, client)
+            except OSError as e:
+                problems, count = [f"request failed: {e}"], 0
+                client.close()
+            result = scenario.CaseResult(sfile.path, case.name, problems, time.perf_counter() - start, count)
+            if problems:
+                logs = stack.envoy.logs()
+                result.log_tail = log_tail(logs)
+                result.filter_logs = filter_log_lines(logs)[-20:]
+            results.append(result)
+            if report:
+                report(result)
+    finally:
+        client.close()
+    return results
+
+
+def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = None, backend: str = "process",
+                  envoy_version: str | None = None, report: Reporter | None = None,
+                  progress: build_mod.Progress | None = None) -> TestReport:
+    manifest = load_manifest(path)
+    files = files or scenario.discover(manifest.scenario_dir)
+    if not files:
+        raise ScenarioError(f"no scenario files in '{manifest.scenario_dir}'",
+                            fix="add YAML scenario files there (see docs/scenarios.md)")
+    sfiles = [scenario.load(f) for f in files]  # every file is checked before anything starts
+    binary: EnvoyBinary = resolve(envoy_version or manifest.envoy_version)
+    builds = BuildCache(manifest, progress)
+    out = TestReport(envoy=binary.describe(), backend=backend)
+    started = time.perf_counter()
+    for sfile in sfiles:
+        wasm = builds.get(sfile.features).wasm
+        try:
+            with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary) as stack:
+                out.results += run_file(stack, sfile, report)
+        except WasmfilterError as e:
+            # Envoy refusing the file's configuration fails every case of that file, with Envoy's reason.
+            for case in sfile.cases:
+                result = scenario.CaseResult(sfile.path, case.name, [f"stack did not start: {e}"], 0.0, 0,
+                                             log_tail=e.detail or "")
+                out.results.append(result)
+                if report:
+                    report(result)
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def write_junit(report: TestReport, path: str | Path, suite: str = "wasmfilter") -> None:
+    root = ET.Element("testsuites")
+    el = ET.SubElement(root, "testsuite", name=suite, tests=str(len(report.results)),
+                       failures=str(len(report.failed)), time=f"{report.seconds:.3f}")
+    for r in report.results:
+        case = ET.SubElement(el, "testcase", classname=r.file.stem, name=r.name, time=f"{r.seconds:.4f}")
+        if r.problems:
+            failure = ET.SubElement(case, "failure", message=r.problems[0])
+            failure.text = "\n".join(r.problems) + "\n\nfilter log:\n" + "\n".join(r.filter_logs) + \
+                "\n\nEnvoy log tail:\n" + r.log_tail
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,41 @@
+"""`wasmfilter run`: the filter in a real Envoy for a person to try, until Ctrl-C."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from wasmfilter import console
+from wasmfilter.build import build
+from wasmfilter.console import out
+from wasmfilter.envoy.base import filter_log_lines
+from wasmfilter.envoy.binary import resolve
+from wasmfilter.harness import StackSpec, start_stack
+from wasmfilter.manifest import load_manifest
+
+
+def run_interactive(path: str | Path | None = None, *, envoy_version: str | None = None, backend: str = "process",
+                    port: int = 0, allow_fail_open: bool = False, duration: float | None = None) -> None:
+    manifest = load_manifest(path)
+    with console.progress("building with cargo") as step:
+        result = build(manifest.crate_dir, progress=step)
+    binary = resolve(envoy_version or manifest.envoy_version)
+    spec = StackSpec(manifest=manifest, wasm_path=result.wasm, allow_fail_open=allow_fail_open, listener_port=port)
+    with start_stack(spec, backend=backend, binary=binary) as stack:
+        out.print(f"{manifest.name}: {result.wasm} ({result.size} bytes) in {binary.describe()} [{backend}]")
+        out.print(f"  listener  {stack.url}")
+        out.print(f"  admin     {stack.envoy.admin.url}")
+        out.print(f"  try       curl -i {stack.url}/")
+        out.print("filter logs follow; Ctrl-C stops")
+        seen = 0
+        deadline = time.monotonic() + duration if duration else None
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                lines = filter_log_lines(stack.envoy.logs())
+                for line in lines[seen:]:
+                    out.print(line, markup=False)
+                seen = len(lines)
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            out.print("stopping")
+    out.print("stopped")
