@@ -14,26 +14,39 @@ from wasmfilter.errors import AbiError, UsageError
 
 ABI_VERSIONS = ("proxy_abi_version_0_1_0", "proxy_abi_version_0_2_0", "proxy_abi_version_0_2_1")
 
-HOST_FUNCTIONS = frozenset("proxy_" + name for name in (
-    "log get_status set_property get_property send_local_response get_shared_data set_shared_data "
-    "register_shared_queue resolve_shared_queue dequeue_shared_queue enqueue_shared_queue "
-    "get_header_map_value add_header_map_value replace_header_map_value remove_header_map_value "
-    "get_header_map_pairs set_header_map_pairs get_header_map_size get_buffer_status get_buffer_bytes "
-    "set_buffer_bytes http_call grpc_call grpc_stream grpc_close grpc_cancel grpc_send "
-    "set_tick_period_milliseconds get_current_time_nanoseconds define_metric increment_metric record_metric "
-    "get_metric set_effective_context done call_foreign_function").split()) | {"pthread_equal",
-                                                                             "emscripten_notify_memory_growth"}
+# Host functions and their signatures: i = i32 (a Word on wasm32), I = i64; "params>results".
+_ENV_SIGNATURES = {
+    "log": "iii>i", "get_status": "iii>i", "set_property": "iiii>i", "get_property": "iiii>i",
+    "send_local_response": "iiiiiiii>i", "get_shared_data": "iiiii>i", "set_shared_data": "iiiii>i",
+    "register_shared_queue": "iii>i", "resolve_shared_queue": "iiiii>i", "dequeue_shared_queue": "iii>i",
+    "enqueue_shared_queue": "iii>i", "get_header_map_value": "iiiii>i", "add_header_map_value": "iiiii>i",
+    "replace_header_map_value": "iiiii>i", "remove_header_map_value": "iii>i", "get_header_map_pairs": "iii>i",
+    "set_header_map_pairs": "iii>i", "get_header_map_size": "ii>i", "get_buffer_status": "iii>i",
+    "get_buffer_bytes": "iiiii>i", "set_buffer_bytes": "iiiii>i", "http_call": "iiiiiiiiii>i",
+    "grpc_call": "iiiiiiiiiiii>i", "grpc_stream": "iiiiiiiii>i", "grpc_close": "i>i", "grpc_cancel": "i>i",
+    "grpc_send": "iiii>i", "set_tick_period_milliseconds": "i>i", "get_current_time_nanoseconds": "i>i",
+    "define_metric": "iiii>i", "increment_metric": "iI>i", "record_metric": "iI>i", "get_metric": "ii>i",
+    "set_effective_context": "i>i", "done": ">i", "call_foreign_function": "iiiiii>i",
+}
+HOST_FUNCTIONS = {f"proxy_{name}": sig for name, sig in _ENV_SIGNATURES.items()} | {
+    "pthread_equal": "ii>i", "emscripten_notify_memory_growth": "i>"}
 
 ABI_SPECIFIC_HOST_FUNCTIONS = {
-    "proxy_abi_version_0_1_0": {"proxy_get_configuration", "proxy_continue_request", "proxy_continue_response",
-                                "proxy_clear_route_cache"},
-    "proxy_abi_version_0_2_0": {"proxy_continue_stream", "proxy_close_stream"},
-    "proxy_abi_version_0_2_1": {"proxy_continue_stream", "proxy_close_stream", "proxy_get_log_level"},
+    "proxy_abi_version_0_1_0": {"proxy_get_configuration": "ii>i", "proxy_continue_request": ">i",
+                                "proxy_continue_response": ">i", "proxy_clear_route_cache": ">i"},
+    "proxy_abi_version_0_2_0": {"proxy_continue_stream": "i>i", "proxy_close_stream": "i>i"},
+    "proxy_abi_version_0_2_1": {"proxy_continue_stream": "i>i", "proxy_close_stream": "i>i",
+                                "proxy_get_log_level": "i>i"},
 }
 
-WASI_FUNCTIONS = frozenset(
-    "fd_write fd_read fd_seek fd_close fd_fdstat_get environ_get environ_sizes_get args_get args_sizes_get "
-    "clock_time_get random_get proc_exit path_open fd_prestat_get fd_prestat_dir_name".split())
+# WASI preview1 functions Envoy implements. Envoy still loads a module importing any other WASI
+# function (measured with Envoy 1.40: it links a stub), but the call fails at run time.
+WASI_FUNCTIONS = {
+    "fd_write": "iiii>i", "fd_read": "iiii>i", "fd_seek": "iIii>i", "fd_close": "i>i", "fd_fdstat_get": "ii>i",
+    "environ_get": "ii>i", "environ_sizes_get": "ii>i", "args_get": "ii>i", "args_sizes_get": "ii>i",
+    "clock_time_get": "iIi>i", "random_get": "ii>i", "proc_exit": "i>", "path_open": "iiiiiIIii>i",
+    "fd_prestat_get": "ii>i", "fd_prestat_dir_name": "iii>i",
+}
 WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
 
 HTTP_CALLBACKS = ("proxy_on_request_headers", "proxy_on_response_headers", "proxy_on_request_body",
@@ -97,30 +110,62 @@ def inspect(path: str | Path) -> AbiReport:
         report.warnings.append("exports no HTTP or network callback (proxy_on_request_headers, …): "
                                "the filter will see no traffic")
 
-    allowed_env = HOST_FUNCTIONS | ABI_SPECIFIC_HOST_FUNCTIONS.get(report.abi_version or "", set())
+    allowed_env = HOST_FUNCTIONS | ABI_SPECIFIC_HOST_FUNCTIONS.get(report.abi_version or "", {})
+    other_abi = {name for table in ABI_SPECIFIC_HOST_FUNCTIONS.values() for name in table}
     for imp in module.imports:
         name = f"{imp.module}.{imp.name}"
         if imp.module == "env":
-            if imp.name not in allowed_env:
-                why = ("exists only for another ABI version than " + report.abi_version
-                       if report.abi_version and any(imp.name in s for s in ABI_SPECIFIC_HOST_FUNCTIONS.values())
-                       else "which Envoy does not provide")
-                report.errors.append(f"imports {name}, {why}")
+            if imp.name in allowed_env:
+                _check_signature(report, name, imp.type, allowed_env[imp.name])
+            elif imp.name in other_abi and report.abi_version:
+                report.errors.append(f"imports {name}, which Envoy provides only to another ABI version than "
+                                     f"{report.abi_version}")
+            else:
+                report.errors.append(f"imports {name}, which Envoy does not provide")
         elif imp.module in WASI_MODULES:
-            if imp.name not in WASI_FUNCTIONS:
-                report.errors.append(f"imports {name}, which Envoy does not provide "
-                                     "(avoid the std API that needs it, e.g. files, threads or sockets)")
+            if imp.name in WASI_FUNCTIONS:
+                _check_signature(report, name, imp.type, WASI_FUNCTIONS[imp.name])
+            else:
+                report.warnings.append(f"imports {name}, which Envoy does not implement: the module loads but "
+                                       "that call fails at run time (avoid the std APIs that need it: files, "
+                                       "threads, sockets)")
         else:
             report.errors.append(f"imports {name} from module '{imp.module}', which Envoy does not provide "
                                  "(only 'env' proxy_* functions and WASI preview1 exist)")
     return report
 
 
-def check(path: str | Path) -> AbiReport:
-    """`inspect`, raising AbiError with the first reason when Envoy would refuse the module."""
+_VALTYPES = {"i32": "i", "i64": "I", "f32": "f", "f64": "F"}
+
+
+def _signature(func_type: object) -> str:
+    if not isinstance(func_type, wasmtime.FuncType):
+        return "not a function"
+    params = "".join(_VALTYPES.get(str(t), "?") for t in func_type.params)
+    results = "".join(_VALTYPES.get(str(t), "?") for t in func_type.results)
+    return f"{params}>{results}"
+
+
+def _readable(sig: str) -> str:
+    params, _, results = sig.partition(">")
+    names = {"i": "i32", "I": "i64", "f": "f32", "F": "f64", "?": "?"}
+    return f"({', '.join(names[c] for c in params)}) -> ({', '.join(names[c] for c in results)})"
+
+
+def _check_signature(report: AbiReport, name: str, func_type: object, expected: str) -> None:
+    got = _signature(func_type)
+    if got != expected:
+        shown = got if got == "not a function" else _readable(got)
+        report.errors.append(f"imports {name} as {shown}, but Envoy provides {_readable(expected)}")
+
+
+def check(path: str | Path, *, strict: bool = False) -> AbiReport:
+    """`inspect`, raising AbiError with the first reason when Envoy would refuse the module
+    (STRICT: also when a warning says a call would fail at run time)."""
     report = inspect(path)
-    if not report.ok:
-        more = f" (and {len(report.errors) - 1} more problem(s))" if len(report.errors) > 1 else ""
-        raise AbiError(f"'{report.path}' would not load in Envoy: it {report.errors[0]}{more}",
-                       detail="\n".join(report.errors))
+    problems = report.errors + (report.warnings if strict else [])
+    if problems:
+        verdict = "would not load in Envoy" if report.errors else "fails the strict ABI check"
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise AbiError(f"'{report.path}' {verdict}: it {problems[0]}{more}", detail="\n".join(problems))
     return report

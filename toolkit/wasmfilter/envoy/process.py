@@ -73,12 +73,14 @@ class EnvoyProcess:
         config_path.write_text(self.config)
         address_path = self.workdir / "admin-address"
         cmd = [str(self.binary.path), "-c", str(config_path), "--use-dynamic-base-id",
-               "--admin-address-path", str(address_path), "--log-path", str(self.log_path),
+               "--admin-address-path", str(address_path),
                "-l", self.log_level, "--component-log-level", f"wasm:{self.wasm_log_level}",
                "--concurrency", str(self.concurrency)]
         started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, preexec_fn=_die_with_parent, start_new_session=True)
+        # Envoy's log goes to stderr, which is flushed per line (its --log-path file sink is buffered), into a file.
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         preexec_fn=_die_with_parent, start_new_session=True)
         try:
             self._wait_ready(address_path)
         except BaseException:
@@ -103,8 +105,7 @@ class EnvoyProcess:
 
         wait_until(ready, self.ready_timeout)
         if self.proc.poll() is not None:
-            stderr = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-            logs = self.logs() + stderr
+            logs = self.logs()
             raise EnvoyStartError(f"Envoy exited during start-up (code {self.proc.returncode}): {envoy_reason(logs)}",
                                   fix="see Envoy's log below", detail=log_tail(logs))
         if self.admin is None or not self.admin.is_ready():
@@ -124,8 +125,6 @@ class EnvoyProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
         if self.workdir is not None and not os.environ.get("WASMFILTER_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -1,0 +1,53 @@
+"""Shared test helpers. Fixtures from the wasmfilter pytest plugin (envoy_stack, wasmfilter_build, ...) are
+available everywhere too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FILTERS = REPO / "filters"
+AUTH = FILTERS / "auth"
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_line(self) -> str:
+        lines = [line for line in self.stderr.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> CliResult:
+    """The real `wasmfilter` command in a subprocess, as a user runs it."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "wasmfilter.cli", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_one_line_error(result: CliResult, *fragments: str) -> None:
+    """Exit non-zero; the last stderr line is `error: <problem>; <fix>` and names each fragment."""
+    assert result.code != 0, f"expected failure, got exit 0\n{result.stdout}\n{result.stderr}"
+    line = result.error_line
+    assert line.startswith("error: "), f"last stderr line is not an error line: {line!r}\n{result.stderr}"
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="session")
+def auth_build(pytestconfig: pytest.Config):
+    from wasmfilter.pytest_plugin import cached_build
+
+    return cached_build(pytestconfig, AUTH)

