@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +30,32 @@ class CliResult:
         return lines[-1] if lines else ""
 
 
+def processes_with_mark(mark: str) -> list[int]:
+    """PIDs of live processes whose environment carries WASMFILTER_TEST_MARK=MARK (children inherit it)."""
+    needle = f"WASMFILTER_TEST_MARK={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600) -> CliResult:
-    """The real `wasmfilter` command in a subprocess, as a user runs it."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    """The real `wasmfilter` command in a subprocess, as a user runs it. Afterwards nothing it started may
+    still be running."""
+    mark = uuid.uuid4().hex
+    full_env = {**os.environ, "COLUMNS": "200", "WASMFILTER_TEST_MARK": mark, **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "wasmfilter.cli", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+    # Children told to stop by the kernel (PR_SET_PDEATHSIG) may take a moment to exit: poll, briefly.
+    deadline = time.monotonic() + 10
+    while (leftovers := processes_with_mark(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftovers, f"`wasmfilter {' '.join(args)}` left processes running: {leftovers}"
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
