@@ -8,8 +8,10 @@ from typing import Callable, Iterator
 
 from rich.console import Console
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Not a terminal (CI logs, pipes): wide enough that tables do not wrap header values.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 @contextmanager

@@ -35,6 +35,9 @@ class Toolchain:
     def cargo_env(self, *, wasm: bool) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.env)
+        # Cargo finds subcommands (cargo-clippy) on PATH: the toolchain's own directory must come first, or
+        # clippy from another rustc version rejects the dependencies this one compiled (E0514).
+        env["PATH"] = f"{Path(self.cargo).parent}{os.pathsep}{env.get('PATH', '')}"
         if not wasm:
             for key in ("RUSTC_BOOTSTRAP", f"CARGO_TARGET_{TARGET.upper().replace('-', '_')}_RUSTFLAGS"):
                 env.pop(key, None)

@@ -47,13 +47,19 @@ def _handler(name: str) -> type[BaseHTTPRequestHandler]:
     return EchoHandler
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) overflows under a burst of new connections from several Envoy workers,
+    # and Envoy's connect timeout then turns requests the filter allowed into 503s.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 class EchoUpstream:
     """`with EchoUpstream("default") as up: up.port`. Binds port 0 on HOST: the kernel picks a free one."""
 
     def __init__(self, name: str = "default", host: str = "127.0.0.1", port: int = 0):
         self.name = name
-        self._server = ThreadingHTTPServer((host, port), _handler(name))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler(name))
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"echo-{name}", daemon=True)
 
     @property
