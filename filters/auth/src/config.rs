@@ -1,4 +1,7 @@
 //! Plugin configuration: the JSON Envoy passes in `configuration`, parsed strictly.
+//!
+//! Every error names the offending field (`field `jwt.jwks.keys[1].n`: ...`) so `on_configure` can log it and
+//! Envoy refuses the configuration with that reason.
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -9,13 +12,121 @@ pub struct AuthConfig {
     /// Request header carrying the API key.
     #[serde(default = "default_key_header")]
     pub key_header: String,
+    /// Query parameter that may carry the API key instead of the header (unset: header only).
+    #[serde(default)]
+    pub key_query_param: Option<String>,
     /// SHA-256 digest of each accepted key (lower-case hex) → the identity forwarded upstream.
+    #[serde(default)]
     pub keys: BTreeMap<String, String>,
     /// Header set on the upstream request with the caller's identity; any incoming copy is removed.
     #[serde(default = "default_identity_header")]
     pub identity_header: String,
+    /// JWT bearer tokens (unset: API keys only).
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// Access rules by path prefix and method; the first matching rule decides.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// What a request no rule matches needs.
+    #[serde(default = "default_require")]
+    pub default_require: Require,
     #[serde(default)]
     pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Header holding `Bearer <token>`.
+    #[serde(default = "default_jwt_header")]
+    pub header: String,
+    /// Required `iss` claim (unset: not checked).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The `aud` claim must contain one of these (empty: not checked).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Tolerance, in seconds, applied to `exp` and `nbf`.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_s: u64,
+    /// Longer tokens are refused before any decoding.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Claim name → request header set upstream with the claim's value (incoming copies always removed).
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, String>,
+    /// Claim used as the identity (forwarded in `identity_header`, matched by rule `identities`).
+    #[serde(default = "default_identity_claim")]
+    pub identity_claim: String,
+    /// Inline JSON Web Key Set.
+    pub jwks: JwksConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    pub keys: Vec<JwkConfig>,
+}
+
+/// One JSON Web Key (RFC 7517/7518). Only public material for RSA and EC keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwkConfig {
+    pub kty: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    #[serde(default)]
+    pub alg: Option<String>,
+    #[serde(default, rename = "use")]
+    pub use_: Option<String>,
+    #[serde(default)]
+    pub key_ops: Option<Vec<String>>,
+    /// oct: the shared secret (base64url).
+    #[serde(default)]
+    pub k: Option<String>,
+    /// RSA: modulus and exponent (base64url, big-endian).
+    #[serde(default)]
+    pub n: Option<String>,
+    #[serde(default)]
+    pub e: Option<String>,
+    /// EC: curve and affine coordinates.
+    #[serde(default)]
+    pub crv: Option<String>,
+    #[serde(default)]
+    pub x: Option<String>,
+    #[serde(default)]
+    pub y: Option<String>,
+    /// Private exponent / scalar: accepted by the parser only to refuse it with a clear message.
+    #[serde(default)]
+    pub d: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Path prefix, matched on whole segments against the normalised path (`/admin` matches `/admin/x`,
+    /// not `/administrator`).
+    pub prefix: String,
+    /// Upper-case methods this rule applies to (empty: every method).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    pub require: Require,
+    /// If non-empty, only these identities pass (others get 403).
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Require {
+    /// No credential needed.
+    Public,
+    /// An API key or a JWT.
+    Any,
+    ApiKey,
+    Jwt,
+    /// Always 403.
+    Deny,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -37,8 +148,38 @@ fn default_identity_header() -> String {
     "x-auth-identity".to_owned()
 }
 
+fn default_jwt_header() -> String {
+    "authorization".to_owned()
+}
+
+fn default_identity_claim() -> String {
+    "sub".to_owned()
+}
+
+fn default_require() -> Require {
+    Require::Any
+}
+
+const fn default_clock_skew() -> u64 {
+    60
+}
+
+const fn default_max_token_bytes() -> usize {
+    4096
+}
+
+/// The most headers a config may name, and the longest token it may allow: bounds on per-request work.
+const MAX_TOKEN_BYTES_LIMIT: usize = 16 * 1024;
+const MAX_CLOCK_SKEW_S: u64 = 3600;
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub fn field(field: &str, problem: &str) -> Self {
+        ConfigError(format!("invalid auth configuration: field `{field}` {problem}"))
+    }
+}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,8 +187,10 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
 impl AuthConfig {
-    /// Parses and validates; the error names the offending field.
+    /// Parses and validates; the error names the offending field. Key material is checked by `jwt::Jwks`.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let config: AuthConfig =
             serde_json::from_slice(raw).map_err(|e| ConfigError(format!("invalid auth configuration: {e}")))?;
@@ -56,26 +199,112 @@ impl AuthConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.keys.is_empty() {
-            return Err(ConfigError("invalid auth configuration: field `keys` must not be empty".into()));
+        if self.keys.is_empty() && self.jwt.is_none() {
+            return Err(ConfigError::field("keys", "must not be empty when `jwt` is not configured"));
         }
-        for digest in self.keys.keys() {
+        // The entry is named by its identity, never by its (possibly mistakenly plaintext) key.
+        for (digest, identity) in &self.keys {
             let well_formed = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            if !is_header_value(identity) || identity.is_empty() {
+                return Err(ConfigError::field("keys", "has an identity that is empty or not printable ASCII"));
+            }
             if !well_formed {
-                return Err(ConfigError(format!(
-                    "invalid auth configuration: field `keys` entry `{digest}` is not a lower-case hex SHA-256 digest"
-                )));
+                return Err(ConfigError::field(
+                    "keys",
+                    &format!("entry for identity `{identity}` is not a lower-case hex SHA-256 digest"),
+                ));
             }
         }
-        for (field, value) in [("key_header", &self.key_header), ("identity_header", &self.identity_header)] {
-            if value.is_empty() || value.bytes().any(|b| b.is_ascii_uppercase() || b == b':' || b.is_ascii_whitespace()) {
-                return Err(ConfigError(format!(
-                    "invalid auth configuration: field `{field}` must be a lower-case header name, got `{value}`"
-                )));
+        let mut headers = vec![("key_header", self.key_header.as_str()), ("identity_header", &self.identity_header)];
+        if let Some(jwt) = &self.jwt {
+            headers.push(("jwt.header", &jwt.header));
+            for header in jwt.claims_to_headers.values() {
+                headers.push(("jwt.claims_to_headers", header));
+            }
+        }
+        for (field, value) in headers {
+            if !is_header_name(value) {
+                return Err(ConfigError::field(field, &format!("must be a lower-case header name, got `{value}`")));
+            }
+        }
+        if let Some(param) = &self.key_query_param {
+            if param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
+                return Err(ConfigError::field(
+                    "key_query_param",
+                    "must be a non-empty unreserved query parameter name",
+                ));
+            }
+        }
+        if let Some(jwt) = &self.jwt {
+            if jwt.max_token_bytes == 0 || jwt.max_token_bytes > MAX_TOKEN_BYTES_LIMIT {
+                return Err(ConfigError::field(
+                    "jwt.max_token_bytes",
+                    &format!("must be between 1 and {MAX_TOKEN_BYTES_LIMIT}"),
+                ));
+            }
+            if jwt.clock_skew_s > MAX_CLOCK_SKEW_S {
+                return Err(ConfigError::field("jwt.clock_skew_s", &format!("must be at most {MAX_CLOCK_SKEW_S}")));
+            }
+            if jwt.jwks.keys.is_empty() {
+                return Err(ConfigError::field("jwt.jwks.keys", "must not be empty"));
+            }
+            let reserved = [self.identity_header.as_str(), self.key_header.as_str(), jwt.header.as_str()];
+            if jwt.claims_to_headers.values().any(|h| reserved.contains(&h.as_str()) || h.starts_with(':')) {
+                return Err(ConfigError::field(
+                    "jwt.claims_to_headers",
+                    "must not name the identity, key or token header",
+                ));
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !is_normal_prefix(&rule.prefix) {
+                return Err(ConfigError::field(
+                    &format!("rules[{i}].prefix"),
+                    &format!("must be a normalised path starting with `/` (no `//`, `.`, `..`, `%`), got `{}`", rule.prefix),
+                ));
+            }
+            if let Some(bad) = rule.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+                return Err(ConfigError::field(
+                    &format!("rules[{i}].methods"),
+                    &format!("has `{bad}`; use upper-case HTTP methods"),
+                ));
+            }
+            let needs_keys = matches!(rule.require, Require::ApiKey);
+            let needs_jwt = matches!(rule.require, Require::Jwt);
+            if (needs_keys && self.keys.is_empty()) || (needs_jwt && self.jwt.is_none()) {
+                return Err(ConfigError::field(
+                    &format!("rules[{i}].require"),
+                    "needs a credential type that is not configured",
+                ));
+            }
+            if !rule.identities.is_empty() && matches!(rule.require, Require::Public | Require::Deny) {
+                return Err(ConfigError::field(
+                    &format!("rules[{i}].identities"),
+                    "only applies to rules that require a credential",
+                ));
             }
         }
         Ok(())
     }
+}
+
+pub fn is_header_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
+}
+
+pub fn is_header_value(value: &str) -> bool {
+    value.len() <= 1024 && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+fn is_normal_prefix(prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let Some(rest) = prefix.strip_prefix('/') else { return false };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    !rest.is_empty()
+        && rest.split('/').all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains(['%', '\\', ';', '?', '#']))
 }
 
 #[cfg(test)]
@@ -84,31 +313,82 @@ mod tests {
 
     const DIGEST: &str = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
 
+    fn with(extra: &str) -> Result<AuthConfig, ConfigError> {
+        AuthConfig::parse(format!(r#"{{"keys": {{"{DIGEST}": "alice"}}{extra}}}"#).as_bytes())
+    }
+
     #[test]
     fn parses_minimal_config_with_defaults() {
-        let raw = format!(r#"{{"keys": {{"{DIGEST}": "alice"}}}}"#);
-        let config = AuthConfig::parse(raw.as_bytes()).unwrap();
+        let config = with("").unwrap();
         assert_eq!(config.key_header, "x-api-key");
         assert_eq!(config.identity_header, "x-auth-identity");
         assert_eq!(config.keys.get(DIGEST).map(String::as_str), Some("alice"));
+        assert_eq!(config.default_require, Require::Any);
+        assert!(config.jwt.is_none());
     }
 
     #[test]
     fn rejects_unknown_field_by_name() {
-        let raw = format!(r#"{{"keys": {{"{DIGEST}": "alice"}}, "key_headr": "x"}}"#);
-        let err = AuthConfig::parse(raw.as_bytes()).unwrap_err();
+        let err = with(r#", "key_headr": "x""#).unwrap_err();
         assert!(err.0.contains("unknown field `key_headr`"), "{err}");
+        let err = with(r#", "jwt": {"jwks": {"keys": []}, "isuer": "x"}"#).unwrap_err();
+        assert!(err.0.contains("unknown field `isuer`"), "{err}");
+        let err = with(r#", "rules": [{"prefix": "/", "require": "any", "method": ["GET"]}]"#).unwrap_err();
+        assert!(err.0.contains("unknown field `method`"), "{err}");
     }
 
     #[test]
-    fn rejects_plaintext_key() {
-        let err = AuthConfig::parse(br#"{"keys": {"secret": "alice"}}"#).unwrap_err();
-        assert!(err.0.contains("field `keys`"), "{err}");
+    fn rejects_plaintext_key_without_echoing_it() {
+        let err = AuthConfig::parse(br#"{"keys": {"supersecretvalue": "alice"}}"#).unwrap_err();
+        assert!(err.0.contains("field `keys` entry for identity `alice`"), "{err}");
+        assert!(!err.0.contains("supers"), "{err}");
     }
 
     #[test]
-    fn rejects_empty_keys() {
+    fn rejects_empty_keys_without_jwt() {
         let err = AuthConfig::parse(br#"{"keys": {}}"#).unwrap_err();
         assert!(err.0.contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_header_names() {
+        let err = with(r#", "identity_header": "X-Id""#).unwrap_err();
+        assert!(err.0.contains("field `identity_header`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_rules() {
+        let err = with(r#", "rules": [{"prefix": "/a/../b", "require": "any"}]"#).unwrap_err();
+        assert!(err.0.contains("field `rules[0].prefix`"), "{err}");
+        let err = with(r#", "rules": [{"prefix": "/a", "methods": ["get"], "require": "any"}]"#).unwrap_err();
+        assert!(err.0.contains("field `rules[0].methods`"), "{err}");
+        let err = with(r#", "rules": [{"prefix": "/a", "require": "jwt"}]"#).unwrap_err();
+        assert!(err.0.contains("field `rules[0].require`"), "{err}");
+        let err = with(r#", "rules": [{"prefix": "/a", "require": "sometimes"}]"#).unwrap_err();
+        assert!(err.0.contains("unknown variant `sometimes`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_jwt_settings() {
+        let jwks = r#""jwks": {"keys": [{"kty": "oct", "k": "AAAA"}]}"#;
+        let err = with(&format!(r#", "jwt": {{{jwks}, "max_token_bytes": 0}}"#)).unwrap_err();
+        assert!(err.0.contains("field `jwt.max_token_bytes`"), "{err}");
+        let err = with(&format!(r#", "jwt": {{{jwks}, "clock_skew_s": 99999}}"#)).unwrap_err();
+        assert!(err.0.contains("field `jwt.clock_skew_s`"), "{err}");
+        let err = with(&format!(r#", "jwt": {{{jwks}, "claims_to_headers": {{"sub": "x-auth-identity"}}}}"#))
+            .unwrap_err();
+        assert!(err.0.contains("field `jwt.claims_to_headers`"), "{err}");
+        let err = with(r#", "jwt": {"jwks": {"keys": []}}"#).unwrap_err();
+        assert!(err.0.contains("field `jwt.jwks.keys`"), "{err}");
+    }
+
+    #[test]
+    fn prefix_normal_form() {
+        for good in ["/", "/a", "/a/", "/a/b-c"] {
+            assert!(is_normal_prefix(good), "{good}");
+        }
+        for bad in ["", "a", "//a", "/a//b", "/./a", "/a/..", "/%61", "/a;b"] {
+            assert!(!is_normal_prefix(bad), "{bad}");
+        }
     }
 }

@@ -1,30 +1,43 @@
-//! proxy-wasm layer: reads the request, asks the plain-Rust logic, acts on the answer.
+//! proxy-wasm layer: reads the request, asks the plain-Rust logic (`policy`), acts on the answer.
 pub mod apikey;
 pub mod config;
+pub mod jwt;
+pub mod path;
+pub mod policy;
+pub mod rules;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
-use crate::apikey::Decision;
-use crate::config::AuthConfig;
+use crate::policy::{Denial, Outcome, Policy, Reason, Request};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuthRoot::default()) });
 }}
 
-#[derive(Clone, Copy, Default)]
+/// Counter ids. Envoy shows them as `wasmcustom.wasmfilter_auth.<name>`.
+#[derive(Default)]
 struct Metrics {
     allowed: u32,
+    public: u32,
     denied: u32,
+    /// One per `Reason::ALL` entry, same order.
+    reasons: Vec<u32>,
 }
 
 impl Metrics {
     fn define() -> Self {
         let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0);
-        Metrics { allowed: counter("wasmfilter_auth.allowed"), denied: counter("wasmfilter_auth.denied") }
+        Metrics {
+            allowed: counter("wasmfilter_auth.allowed"),
+            public: counter("wasmfilter_auth.public"),
+            denied: counter("wasmfilter_auth.denied"),
+            reasons: Reason::ALL.iter().map(|r| counter(&format!("wasmfilter_auth.reason.{}", r.as_str()))).collect(),
+        }
     }
 
     fn bump(id: u32) {
@@ -32,12 +45,18 @@ impl Metrics {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }
+
+    fn bump_reason(&self, reason: Reason) {
+        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+            Self::bump(self.reasons.get(i).copied().unwrap_or(0));
+        }
+    }
 }
 
 #[derive(Default)]
 struct AuthRoot {
-    config: Option<Rc<AuthConfig>>,
-    metrics: Metrics,
+    policy: Option<Rc<Policy>>,
+    metrics: Rc<Metrics>,
 }
 
 impl Context for AuthRoot {}
@@ -45,11 +64,11 @@ impl Context for AuthRoot {}
 impl RootContext for AuthRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        match AuthConfig::parse(&raw) {
-            Ok(config) => {
-                proxy_wasm::set_log_level(to_host_level(config.log_level));
-                self.metrics = Metrics::define();
-                self.config = Some(Rc::new(config));
+        match Policy::parse(&raw) {
+            Ok(policy) => {
+                proxy_wasm::set_log_level(to_host_level(policy.config.log_level));
+                self.metrics = Rc::new(Metrics::define());
+                self.policy = Some(Rc::new(policy));
                 true
             }
             Err(e) => {
@@ -64,8 +83,8 @@ impl RootContext for AuthRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(AuthRequest { config, metrics: self.metrics }))
+        let policy = self.policy.clone()?;
+        Some(Box::new(AuthRequest { policy, metrics: Rc::clone(&self.metrics) }))
     }
 }
 
@@ -80,29 +99,23 @@ fn to_host_level(level: config::LogLevel) -> LogLevel {
 }
 
 struct AuthRequest {
-    config: Rc<AuthConfig>,
-    metrics: Metrics,
+    policy: Rc<Policy>,
+    metrics: Rc<Metrics>,
 }
 
 impl Context for AuthRequest {}
 
 impl AuthRequest {
-    fn header_values(&self, name: &str) -> Vec<String> {
-        self.get_http_request_headers()
-            .into_iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .collect()
+    fn now(&self) -> u64 {
+        self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 
-    fn deny(&self, status: u32, error: &str) -> Action {
+    fn deny(&self, denial: &Denial) -> Action {
         Metrics::bump(self.metrics.denied);
-        let body = format!(r#"{{"error":"{error}"}}"#);
-        let mut headers = vec![("content-type", "application/json")];
-        if status == 401 {
-            headers.push(("www-authenticate", r#"ApiKey realm="wasmfilter""#));
-        }
-        self.send_http_response(status, headers, Some(body.as_bytes()));
+        self.metrics.bump_reason(denial.reason);
+        let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+        headers.extend(denial.challenges.iter().map(|c| ("www-authenticate", *c)));
+        self.send_http_response(denial.status, headers, Some(denial.body().as_bytes()));
         Action::Pause
     }
 }
@@ -114,23 +127,32 @@ impl HttpContext for AuthRequest {
         if self.get_http_request_header("x-wasmfilter-panic").is_some() {
             panic!("panic requested by x-wasmfilter-panic (test-panic build)");
         }
-        // Never trust an identity the client sent itself.
-        self.set_http_request_header(&self.config.identity_header, None);
-        let presented = self.header_values(&self.config.key_header);
-        match apikey::decide(&self.config, &presented) {
-            Decision::Allow { identity } => {
-                Metrics::bump(self.metrics.allowed);
-                log::debug!("allowed identity {identity}");
-                self.set_http_request_header(&self.config.identity_header, Some(&identity));
+        let headers = self.get_http_request_headers();
+        // Never trust an identity or claim header the client sent itself.
+        for name in self.policy.owned_headers() {
+            self.set_http_request_header(name, None);
+        }
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        let raw_path = self.get_http_request_header(":path").unwrap_or_default();
+        let request = Request { method: &method, path: &raw_path, headers: &headers };
+        match self.policy.evaluate(&request, self.now()) {
+            Outcome::Allow { public, identity, headers } => {
+                if public {
+                    Metrics::bump(self.metrics.public);
+                    log::debug!("allowed {method} on a public route");
+                } else {
+                    Metrics::bump(self.metrics.allowed);
+                    log::debug!("allowed {method} as {}", identity.as_deref().unwrap_or("(no identity claim)"));
+                }
+                for (name, value) in &headers {
+                    self.set_http_request_header(name, Some(value));
+                }
                 Action::Continue
             }
-            Decision::Missing => {
-                log::info!("denied: no credential");
-                self.deny(401, "missing credentials")
-            }
-            Decision::Invalid => {
-                log::info!("denied: invalid credential");
-                self.deny(403, "invalid credentials")
+            Outcome::Deny(denial) => {
+                // The reason goes to the log and the counters, never to the client; no credential is logged.
+                log::info!("denied {method} with {}: {}", denial.status, denial.reason.as_str());
+                self.deny(&denial)
             }
         }
     }

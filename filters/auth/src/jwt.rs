@@ -1,0 +1,495 @@
+//! JWT (RFC 7519) verification with keys from an inline JWKS: HS256, RS256 and ES256 only.
+//!
+//! Each key is bound to exactly one algorithm by its `kty`, so a token can never make the filter use an RSA or EC
+//! public key as an HMAC secret (algorithm confusion), and `alg: none` or any other algorithm is refused.
+//! The time is passed in, so the logic is testable without a proxy.
+use base64ct::{Base64UrlUnpadded, Encoding};
+use hmac::{Hmac, Mac};
+#[cfg(feature = "es256")]
+use p256::ecdsa::signature::Verifier;
+#[cfg(all(feature = "rs256", not(feature = "es256")))]
+use rsa::signature::Verifier;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::config::{ConfigError, JwkConfig, JwtConfig, is_header_value};
+
+pub type Claims = Map<String, Value>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    Hs256,
+    Rs256,
+    Es256,
+}
+
+impl Alg {
+    fn from_name(name: &str) -> Option<Alg> {
+        match name {
+            "HS256" => Some(Alg::Hs256),
+            "RS256" => Some(Alg::Rs256),
+            "ES256" => Some(Alg::Es256),
+            _ => None,
+        }
+    }
+}
+
+/// Why a token was refused. Logged and counted; never sent to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtError {
+    Oversized,
+    Malformed,
+    UnsupportedAlg,
+    UnknownKid,
+    /// The token's `alg` does not match the algorithm its key is bound to.
+    AlgMismatch,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+}
+
+impl JwtError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtError::Oversized => "oversized",
+            JwtError::Malformed => "malformed",
+            JwtError::UnsupportedAlg => "unsupported_alg",
+            JwtError::UnknownKid => "unknown_kid",
+            JwtError::AlgMismatch => "alg_mismatch",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::Expired => "expired",
+            JwtError::NotYetValid => "not_yet_valid",
+            JwtError::WrongIssuer => "wrong_issuer",
+            JwtError::WrongAudience => "wrong_audience",
+        }
+    }
+}
+
+enum Material {
+    Hmac(Vec<u8>),
+    #[cfg(feature = "rs256")]
+    Rsa(rsa::pkcs1v15::VerifyingKey<Sha256>),
+    #[cfg(feature = "es256")]
+    Ec(p256::ecdsa::VerifyingKey),
+}
+
+struct Key {
+    kid: Option<String>,
+    alg: Alg,
+    material: Material,
+}
+
+impl Key {
+    fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            Material::Hmac(secret) => {
+                let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+                mac.update(signing_input);
+                mac.verify_slice(signature).is_ok() // constant time
+            }
+            #[cfg(feature = "rs256")]
+            Material::Rsa(key) => match rsa::pkcs1v15::Signature::try_from(signature) {
+                Ok(sig) => key.verify(signing_input, &sig).is_ok(),
+                Err(_) => false,
+            },
+            #[cfg(feature = "es256")]
+            Material::Ec(key) => match p256::ecdsa::Signature::from_slice(signature) {
+                Ok(sig) => key.verify(signing_input, &sig).is_ok(),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+const MIN_HMAC_BYTES: usize = 32;
+#[cfg(feature = "rs256")]
+const MIN_RSA_BITS: usize = 2048;
+
+fn b64(field: &str, value: Option<&String>) -> Result<Vec<u8>, ConfigError> {
+    let value = value.ok_or_else(|| ConfigError::field(field, "is required for this key type"))?;
+    Base64UrlUnpadded::decode_vec(value).map_err(|_| ConfigError::field(field, "is not unpadded base64url"))
+}
+
+fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
+    let f = |name: &str| format!("{at}.{name}");
+    if let Some(usage) = &jwk.use_ {
+        if usage != "sig" {
+            return Err(ConfigError::field(&f("use"), "must be `sig`"));
+        }
+    }
+    let (alg, material) = match jwk.kty.as_str() {
+        "oct" => {
+            let secret = b64(&f("k"), jwk.k.as_ref())?;
+            if secret.len() < MIN_HMAC_BYTES {
+                return Err(ConfigError::field(&f("k"), "must be at least 32 bytes (256 bits)"));
+            }
+            (Alg::Hs256, Material::Hmac(secret))
+        }
+        #[cfg(feature = "rs256")]
+        "RSA" => {
+            if jwk.d.is_some() {
+                return Err(ConfigError::field(&f("d"), "is private key material; configure the public key only"));
+            }
+            let n = b64(&f("n"), jwk.n.as_ref())?;
+            let e = b64(&f("e"), jwk.e.as_ref())?;
+            let n = rsa::BigUint::from_bytes_be(&n);
+            if n.bits() < MIN_RSA_BITS {
+                return Err(ConfigError::field(&f("n"), "must be an RSA modulus of at least 2048 bits"));
+            }
+            let key = rsa::RsaPublicKey::new(n, rsa::BigUint::from_bytes_be(&e))
+                .map_err(|e| ConfigError::field(&f("n"), &format!("is not a usable RSA public key ({e})")))?;
+            (Alg::Rs256, Material::Rsa(rsa::pkcs1v15::VerifyingKey::new(key)))
+        }
+        #[cfg(feature = "es256")]
+        "EC" => {
+            if jwk.d.is_some() {
+                return Err(ConfigError::field(&f("d"), "is private key material; configure the public key only"));
+            }
+            if jwk.crv.as_deref() != Some("P-256") {
+                return Err(ConfigError::field(&f("crv"), "must be `P-256`"));
+            }
+            let x = b64(&f("x"), jwk.x.as_ref())?;
+            let y = b64(&f("y"), jwk.y.as_ref())?;
+            if x.len() != 32 || y.len() != 32 {
+                return Err(ConfigError::field(&f("x"), "and `y` must be 32-byte P-256 coordinates"));
+            }
+            let mut sec1 = Vec::with_capacity(65);
+            sec1.push(0x04);
+            sec1.extend_from_slice(&x);
+            sec1.extend_from_slice(&y);
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                .map_err(|_| ConfigError::field(&f("x"), "and `y` are not a point on P-256"))?;
+            (Alg::Es256, Material::Ec(key))
+        }
+        #[cfg(not(feature = "rs256"))]
+        "RSA" => {
+            return Err(ConfigError::field(&f("kty"), "`RSA` needs the filter built with cargo feature `rs256`"));
+        }
+        #[cfg(not(feature = "es256"))]
+        "EC" => {
+            return Err(ConfigError::field(&f("kty"), "`EC` needs the filter built with cargo feature `es256`"));
+        }
+        other => {
+            return Err(ConfigError::field(&f("kty"), &format!("`{other}` is not supported (use oct, RSA or EC)")));
+        }
+    };
+    if let Some(name) = &jwk.alg {
+        if Alg::from_name(name) != Some(alg) {
+            return Err(ConfigError::field(
+                &f("alg"),
+                &format!("`{name}` does not match kty `{}` (oct: HS256, RSA: RS256, EC: ES256)", jwk.kty),
+            ));
+        }
+    }
+    Ok(Key { kid: jwk.kid.clone(), alg, material })
+}
+
+/// The token's protected header. Extra members are tolerated except `crit`, which we must understand.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+pub struct Validator {
+    keys: Vec<Key>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    skew: u64,
+    max_bytes: usize,
+}
+
+impl Validator {
+    pub fn new(config: &JwtConfig) -> Result<Self, ConfigError> {
+        let mut keys: Vec<Key> = Vec::new();
+        for (i, jwk) in config.jwks.keys.iter().enumerate() {
+            let key = build_key(&format!("jwt.jwks.keys[{i}]"), jwk)?;
+            if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
+                return Err(ConfigError::field(&format!("jwt.jwks.keys[{i}].kid"), "is used by another key"));
+            }
+            keys.push(key);
+        }
+        Ok(Validator {
+            keys,
+            issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
+            skew: config.clock_skew_s,
+            max_bytes: config.max_token_bytes,
+        })
+    }
+
+    fn key_for(&self, alg: Alg, kid: Option<&str>) -> Result<&Key, JwtError> {
+        match kid {
+            Some(kid) => {
+                let key = self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or(JwtError::UnknownKid)?;
+                if key.alg == alg { Ok(key) } else { Err(JwtError::AlgMismatch) }
+            }
+            // Without a kid the choice must be unambiguous: exactly one key for that algorithm.
+            None => {
+                let mut candidates = self.keys.iter().filter(|k| k.alg == alg);
+                match (candidates.next(), candidates.next()) {
+                    (Some(key), None) => Ok(key),
+                    _ => Err(JwtError::UnknownKid),
+                }
+            }
+        }
+    }
+
+    /// Verifies `token` at `now` (seconds since the Unix epoch); its claims on success.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, JwtError> {
+        if token.len() > self.max_bytes {
+            return Err(JwtError::Oversized);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        let decode = |part: &str| Base64UrlUnpadded::decode_vec(part).map_err(|_| JwtError::Malformed);
+        let header: Header = serde_json::from_slice(&decode(header_b64)?).map_err(|_| JwtError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(JwtError::UnsupportedAlg);
+        }
+        let alg = Alg::from_name(&header.alg).ok_or(JwtError::UnsupportedAlg)?;
+        let signature = decode(signature_b64)?;
+        if signature.is_empty() {
+            return Err(JwtError::Malformed);
+        }
+        let key = self.key_for(alg, header.kid.as_deref())?;
+        let signing_input_len = header_b64.len() + 1 + payload_b64.len();
+        let signing_input = token.as_bytes().get(..signing_input_len).ok_or(JwtError::Malformed)?;
+        if !key.verify(signing_input, &signature) {
+            return Err(JwtError::BadSignature);
+        }
+        let claims: Claims = serde_json::from_slice(&decode(payload_b64)?).map_err(|_| JwtError::Malformed)?;
+        self.check_claims(&claims, now)?;
+        Ok(claims)
+    }
+
+    fn check_claims(&self, claims: &Claims, now: u64) -> Result<(), JwtError> {
+        let exp = numeric_date(claims.get("exp"))?.ok_or(JwtError::Malformed)?;
+        if now > exp.saturating_add(self.skew) {
+            return Err(JwtError::Expired);
+        }
+        if let Some(nbf) = numeric_date(claims.get("nbf"))? {
+            if now.saturating_add(self.skew) < nbf {
+                return Err(JwtError::NotYetValid);
+            }
+        }
+        if let Some(issuer) = &self.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+                return Err(JwtError::WrongIssuer);
+            }
+        }
+        if !self.audiences.is_empty() {
+            let matches = |aud: &str| self.audiences.iter().any(|a| a == aud);
+            let ok = match claims.get("aud") {
+                Some(Value::String(aud)) => matches(aud),
+                Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(matches),
+                _ => false,
+            };
+            if !ok {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A NumericDate claim: absent → None; present but not a non-negative number → malformed.
+fn numeric_date(value: Option<&Value>) -> Result<Option<u64>, JwtError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(v) = n.as_u64() {
+                Ok(Some(v))
+            } else {
+                match n.as_f64() {
+                    // Fractional seconds are allowed by RFC 7519; truncation is safe for both exp and nbf checks
+                    // only within the skew, which is what we want.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
+                    _ => Err(JwtError::Malformed),
+                }
+            }
+        }
+        Some(_) => Err(JwtError::Malformed),
+    }
+}
+
+/// The header value for a claim: strings as they are, numbers and booleans printed, arrays of strings joined by
+/// spaces (e.g. `scope`). None for anything else or a value unsafe in a header.
+pub fn claim_header_value(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => {
+            let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            strings?.join(" ")
+        }
+        _ => return None,
+    };
+    is_header_value(&text).then_some(text)
+}
+
+/// Extracts the token from an `Authorization`-style header value: `Bearer <token>` (scheme case-insensitive).
+/// None when the scheme is not Bearer or the token is empty.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::AuthConfig;
+
+    /// Written by scenarios/gen_fixtures.py: the JWKS, issuer/audience, and named tokens.
+    pub(crate) const FIXTURES: &str = include_str!("../testdata/jwt_fixtures.json");
+    /// 2026-01-01: inside the validity of every "valid" fixture token (they expire in 2100).
+    pub(crate) const NOW: u64 = 1_767_225_600;
+
+    pub(crate) fn fixtures() -> Value {
+        serde_json::from_str(FIXTURES).unwrap()
+    }
+
+    pub(crate) fn token(name: &str) -> String {
+        fixtures()["tokens"][name].as_str().unwrap_or_else(|| panic!("no fixture token {name}")).to_owned()
+    }
+
+    pub(crate) fn jwt_config_json() -> String {
+        fixtures()["config"]["jwt"].to_string()
+    }
+
+    fn validator() -> Validator {
+        let config: JwtConfig = serde_json::from_str(&jwt_config_json()).unwrap();
+        Validator::new(&config).unwrap()
+    }
+
+    #[test]
+    fn accepts_each_algorithm() {
+        let v = validator();
+        for name in ["hs256", "rs256", "es256", "es256_nokid"] {
+            let claims = v.verify(&token(name), NOW).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(claims["sub"], "alice", "{name}");
+        }
+        assert_eq!(v.verify(&token("admin_rs256"), NOW).unwrap()["sub"], "admin");
+    }
+
+    #[test]
+    fn refuses_attacks() {
+        let v = validator();
+        for (name, want) in [
+            ("alg_none", JwtError::UnsupportedAlg),
+            ("alg_none_unsigned", JwtError::UnsupportedAlg),
+            ("alg_none_mixed_case", JwtError::UnsupportedAlg),
+            ("hs256_with_rsa_pem", JwtError::AlgMismatch),
+            ("hs256_with_rsa_n_nokid", JwtError::BadSignature),
+            ("hs384", JwtError::UnsupportedAlg),
+            ("crit_header", JwtError::UnsupportedAlg),
+            ("tampered_payload", JwtError::BadSignature),
+            ("tampered_header", JwtError::BadSignature),
+            ("wrong_rsa_key", JwtError::BadSignature),
+            ("es256_der_signature", JwtError::BadSignature),
+            ("truncated", JwtError::Malformed),
+            ("two_parts", JwtError::Malformed),
+            ("padded", JwtError::Malformed),
+            ("bad_base64", JwtError::Malformed),
+            ("header_not_json", JwtError::Malformed),
+            ("expired", JwtError::Expired),
+            ("not_yet_valid", JwtError::NotYetValid),
+            ("wrong_issuer", JwtError::WrongIssuer),
+            ("wrong_audience", JwtError::WrongAudience),
+            ("unknown_kid", JwtError::UnknownKid),
+            ("no_exp", JwtError::Malformed),
+            ("exp_string", JwtError::Malformed),
+            ("oversized", JwtError::Oversized),
+        ] {
+            assert_eq!(v.verify(&token(name), NOW).err(), Some(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn clock_skew_applies_to_exp_and_nbf() {
+        let v = validator(); // 60 s skew
+        let claims: Claims = serde_json::from_str(r#"{"exp": 1000, "nbf": 900, "iss": "https://issuer.example", "aud": "wasmfilter"}"#).unwrap();
+        assert_eq!(v.check_claims(&claims, 1060), Ok(()));
+        assert_eq!(v.check_claims(&claims, 1061), Err(JwtError::Expired));
+        assert_eq!(v.check_claims(&claims, 840), Ok(()));
+        assert_eq!(v.check_claims(&claims, 839), Err(JwtError::NotYetValid));
+        let audiences: Claims =
+            serde_json::from_str(r#"{"exp": 1000, "iss": "https://issuer.example", "aud": ["x", "wasmfilter"]}"#).unwrap();
+        assert_eq!(v.check_claims(&audiences, 0), Ok(()));
+        let fractional: Claims = serde_json::from_str(r#"{"exp": 1000.5, "iss": "https://issuer.example", "aud": "wasmfilter"}"#).unwrap();
+        assert_eq!(v.check_claims(&fractional, 1000), Ok(()));
+        let negative: Claims = serde_json::from_str(r#"{"exp": -1}"#).unwrap();
+        assert_eq!(v.check_claims(&negative, 0), Err(JwtError::Malformed));
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer   abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
+
+    #[test]
+    fn claim_values_for_headers() {
+        assert_eq!(claim_header_value(&serde_json::json!("a")), Some("a".into()));
+        assert_eq!(claim_header_value(&serde_json::json!(3)), Some("3".into()));
+        assert_eq!(claim_header_value(&serde_json::json!(["r", "w"])), Some("r w".into()));
+        assert_eq!(claim_header_value(&serde_json::json!("a\r\nx-evil: 1")), None);
+        assert_eq!(claim_header_value(&serde_json::json!({"a": 1})), None);
+    }
+
+    fn config_error(jwks: &str) -> String {
+        let raw = format!(r#"{{"jwt": {{"jwks": {{"keys": [{jwks}]}}}}}}"#);
+        let config = AuthConfig::parse(raw.as_bytes()).unwrap();
+        match Validator::new(config.jwt.as_ref().unwrap()) {
+            Ok(_) => String::new(),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn refuses_bad_keys_naming_the_field() {
+        let f = fixtures();
+        let rsa = &f["config"]["jwt"]["jwks"]["keys"][1];
+        let ec = &f["config"]["jwt"]["jwks"]["keys"][2];
+        assert!(config_error(r#"{"kty": "oct", "k": "c2hvcnQ"}"#).contains("`jwt.jwks.keys[0].k`"));
+        assert!(config_error(r#"{"kty": "oct", "k": "!!"}"#).contains("`jwt.jwks.keys[0].k`"));
+        assert!(config_error(r#"{"kty": "oct"}"#).contains("`jwt.jwks.keys[0].k` is required"));
+        assert!(config_error(r#"{"kty": "OKP"}"#).contains("`jwt.jwks.keys[0].kty`"));
+        assert!(config_error(r#"{"kty": "RSA", "n": "AQAB", "e": "AQAB"}"#).contains("`jwt.jwks.keys[0].n`"));
+        let mut private = rsa.clone();
+        private["d"] = Value::from("AQAB");
+        assert!(config_error(&private.to_string()).contains("`jwt.jwks.keys[0].d`"));
+        let mut confused = rsa.clone();
+        confused["alg"] = Value::from("HS256");
+        assert!(config_error(&confused.to_string()).contains("`jwt.jwks.keys[0].alg`"));
+        let mut off_curve = ec.clone();
+        off_curve["y"] = off_curve["x"].clone();
+        assert!(config_error(&off_curve.to_string()).contains("`jwt.jwks.keys[0].x`"));
+        let mut p384 = ec.clone();
+        p384["crv"] = Value::from("P-384");
+        assert!(config_error(&p384.to_string()).contains("`jwt.jwks.keys[0].crv`"));
+        let dup = format!("{ec},{ec}");
+        assert!(config_error(&dup).contains("`jwt.jwks.keys[1].kid`"));
+        assert_eq!(config_error(&rsa.to_string()), "");
+    }
+}

@@ -1,0 +1,372 @@
+//! The whole decision for one request, in plain Rust: normalise the path, find the rule, check the credential,
+//! and say what to forward or how to refuse. `lib.rs` only moves data between this and the proxy.
+use crate::apikey::{self, Decision};
+use crate::config::{AuthConfig, ConfigError, Require};
+use crate::jwt::{self, JwtError, Validator};
+use crate::path::{self, PathError};
+use crate::rules;
+
+pub struct Policy {
+    pub config: AuthConfig,
+    validator: Option<Validator>,
+}
+
+/// The request as the filter sees it. Header names are matched case-insensitively.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// `:path` as received (path and query).
+    pub path: &'a str,
+    pub headers: &'a [(String, String)],
+}
+
+/// Why a request was refused: counted as `wasmfilter_auth.reason.<name>` and logged, never sent to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    BadPath,
+    Missing,
+    /// Several credentials, or several copies of one: never pick one.
+    Ambiguous,
+    BadKey,
+    Token(JwtError),
+    Forbidden,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::BadPath => "bad_path",
+            Reason::Missing => "missing",
+            Reason::Ambiguous => "ambiguous",
+            Reason::BadKey => "bad_key",
+            Reason::Token(e) => e.as_str(),
+            Reason::Forbidden => "forbidden",
+        }
+    }
+
+    /// Every reason, for defining the counters up front.
+    pub const ALL: [Reason; 15] = [
+        Reason::BadPath,
+        Reason::Missing,
+        Reason::Ambiguous,
+        Reason::BadKey,
+        Reason::Forbidden,
+        Reason::Token(JwtError::Oversized),
+        Reason::Token(JwtError::Malformed),
+        Reason::Token(JwtError::UnsupportedAlg),
+        Reason::Token(JwtError::UnknownKid),
+        Reason::Token(JwtError::AlgMismatch),
+        Reason::Token(JwtError::BadSignature),
+        Reason::Token(JwtError::Expired),
+        Reason::Token(JwtError::NotYetValid),
+        Reason::Token(JwtError::WrongIssuer),
+        Reason::Token(JwtError::WrongAudience),
+    ];
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forward, setting these request headers (identity and claims). `public`: no credential was needed.
+    Allow { public: bool, identity: Option<String>, headers: Vec<(String, String)> },
+    Deny(Denial),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u32,
+    pub reason: Reason,
+    /// `WWW-Authenticate` values (401 only).
+    pub challenges: Vec<&'static str>,
+}
+
+impl Denial {
+    /// The JSON body: a fixed message per status, so it says nothing about which check failed.
+    pub fn body(&self) -> &'static str {
+        match (self.status, self.reason) {
+            (400, _) => r#"{"error":"bad request"}"#,
+            (401, _) => r#"{"error":"missing credentials"}"#,
+            (_, Reason::Forbidden) => r#"{"error":"forbidden"}"#,
+            _ => r#"{"error":"invalid credentials"}"#,
+        }
+    }
+}
+
+pub const API_KEY_CHALLENGE: &str = r#"ApiKey realm="wasmfilter""#;
+pub const BEARER_CHALLENGE: &str = r#"Bearer realm="wasmfilter""#;
+
+/// The result of looking for one kind of credential.
+enum Found {
+    Missing,
+    Invalid(Reason),
+    Valid { identity: Option<String>, headers: Vec<(String, String)> },
+}
+
+fn deny(status: u32, reason: Reason) -> Outcome {
+    Outcome::Deny(Denial { status, reason, challenges: Vec::new() })
+}
+
+impl Policy {
+    pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
+        let config = AuthConfig::parse(raw)?;
+        let validator = config.jwt.as_ref().map(Validator::new).transpose()?;
+        Ok(Policy { config, validator })
+    }
+
+    /// Request headers the filter owns: removed from every request before anything else, so a client can never
+    /// supply them itself.
+    pub fn owned_headers(&self) -> Vec<&str> {
+        let mut out = vec![self.config.identity_header.as_str()];
+        if let Some(jwt) = &self.config.jwt {
+            out.extend(jwt.claims_to_headers.values().map(String::as_str));
+        }
+        out
+    }
+
+    pub fn evaluate(&self, request: &Request<'_>, now: u64) -> Outcome {
+        let normalised = match path::normalise(request.path) {
+            Ok(p) => p,
+            Err(PathError::Undecodable | PathError::Traversal) => return deny(400, Reason::BadPath),
+        };
+        let requirement = rules::requirement(&self.config, request.method, &normalised);
+        let (use_key, use_jwt) = match requirement.require {
+            Require::Public => return Outcome::Allow { public: true, identity: None, headers: Vec::new() },
+            Require::Deny => return deny(403, Reason::Forbidden),
+            Require::ApiKey => (true, false),
+            Require::Jwt => (false, true),
+            Require::Any => (!self.config.keys.is_empty(), self.validator.is_some()),
+        };
+        let key = if use_key { self.api_key(request) } else { Found::Missing };
+        let token = if use_jwt { self.token(request, now) } else { Found::Missing };
+        let found = match (key, token) {
+            (Found::Missing, Found::Missing) => {
+                let mut challenges = Vec::new();
+                if use_key {
+                    challenges.push(API_KEY_CHALLENGE);
+                }
+                if use_jwt {
+                    challenges.push(BEARER_CHALLENGE);
+                }
+                return Outcome::Deny(Denial { status: 401, reason: Reason::Missing, challenges });
+            }
+            (Found::Invalid(reason), _) | (_, Found::Invalid(reason)) => return deny(403, reason),
+            (Found::Valid { .. }, Found::Valid { .. }) => return deny(403, Reason::Ambiguous),
+            (found @ Found::Valid { .. }, Found::Missing) | (Found::Missing, found @ Found::Valid { .. }) => found,
+        };
+        let Found::Valid { identity, mut headers } = found else { return deny(403, Reason::Forbidden) };
+        if !requirement.identities.is_empty() {
+            let allowed = identity.as_ref().is_some_and(|id| requirement.identities.iter().any(|a| a == id));
+            if !allowed {
+                return deny(403, Reason::Forbidden);
+            }
+        }
+        if let Some(id) = &identity {
+            headers.push((self.config.identity_header.clone(), id.clone()));
+        }
+        Outcome::Allow { public: false, identity, headers }
+    }
+
+    fn header_values<'r>(request: &'r Request<'_>, name: &str) -> Vec<&'r str> {
+        request.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    fn api_key(&self, request: &Request<'_>) -> Found {
+        let mut presented: Vec<String> =
+            Self::header_values(request, &self.config.key_header).into_iter().map(str::to_owned).collect();
+        if let Some(param) = &self.config.key_query_param {
+            match path::query_values(path::split(request.path).1, param) {
+                Ok(values) => presented.extend(values),
+                Err(_) => return Found::Invalid(Reason::BadPath),
+            }
+        }
+        match apikey::decide(&self.config, &presented) {
+            Decision::Allow { identity } => Found::Valid { identity: Some(identity), headers: Vec::new() },
+            Decision::Missing => Found::Missing,
+            Decision::Invalid if presented.len() > 1 => Found::Invalid(Reason::Ambiguous),
+            Decision::Invalid => Found::Invalid(Reason::BadKey),
+        }
+    }
+
+    fn token(&self, request: &Request<'_>, now: u64) -> Found {
+        let (Some(jwt_config), Some(validator)) = (&self.config.jwt, &self.validator) else { return Found::Missing };
+        let values = Self::header_values(request, &jwt_config.header);
+        let value = match values.as_slice() {
+            [] => return Found::Missing,
+            [one] => *one,
+            _ => return Found::Invalid(Reason::Ambiguous),
+        };
+        // Another scheme (e.g. Basic) or an empty token is no bearer credential at all.
+        let Some(token) = jwt::bearer_token(value) else { return Found::Missing };
+        // A proxy may join repeated headers with commas; a JWT never holds a comma or a space.
+        if token.contains([',', ' ']) {
+            return Found::Invalid(Reason::Ambiguous);
+        }
+        let claims = match validator.verify(token, now) {
+            Ok(claims) => claims,
+            Err(e) => return Found::Invalid(Reason::Token(e)),
+        };
+        let identity = claims.get(&jwt_config.identity_claim).and_then(jwt::claim_header_value);
+        let headers = jwt_config
+            .claims_to_headers
+            .iter()
+            .filter_map(|(claim, header)| {
+                claims.get(claim).and_then(jwt::claim_header_value).map(|v| (header.clone(), v))
+            })
+            .collect();
+        Found::Valid { identity, headers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apikey::digest_hex;
+    use crate::jwt::tests::{NOW, jwt_config_json, token};
+
+    fn policy() -> Policy {
+        let raw = format!(
+            r#"{{
+            "keys": {{"{}": "alice", "{}": "root"}},
+            "key_query_param": "api_key",
+            "jwt": {},
+            "rules": [
+                {{"prefix": "/healthz", "methods": ["GET"], "require": "public"}},
+                {{"prefix": "/admin", "require": "any", "identities": ["admin", "root"]}},
+                {{"prefix": "/keys-only", "require": "api_key"}},
+                {{"prefix": "/jwt-only", "require": "jwt"}},
+                {{"prefix": "/blocked", "require": "deny"}}
+            ]
+        }}"#,
+            digest_hex("alice-secret"),
+            digest_hex("root-secret"),
+            jwt_config_json()
+        );
+        Policy::parse(raw.as_bytes()).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn eval(method: &str, path: &str, pairs: &[(&str, &str)]) -> Outcome {
+        let hs = headers(pairs);
+        policy().evaluate(&Request { method, path, headers: &hs }, NOW)
+    }
+
+    fn status(outcome: &Outcome) -> u32 {
+        match outcome {
+            Outcome::Allow { .. } => 200,
+            Outcome::Deny(d) => d.status,
+        }
+    }
+
+    fn reason(outcome: &Outcome) -> Option<Reason> {
+        match outcome {
+            Outcome::Allow { .. } => None,
+            Outcome::Deny(d) => Some(d.reason),
+        }
+    }
+
+    #[test]
+    fn public_paths_need_nothing() {
+        assert_eq!(eval("GET", "/healthz", &[]), Outcome::Allow { public: true, identity: None, headers: vec![] });
+        assert_eq!(status(&eval("POST", "/healthz", &[])), 401);
+    }
+
+    #[test]
+    fn missing_credentials_get_challenges() {
+        let Outcome::Deny(d) = eval("GET", "/orders", &[]) else { panic!("allowed") };
+        assert_eq!((d.status, d.reason), (401, Reason::Missing));
+        assert_eq!(d.challenges, vec![API_KEY_CHALLENGE, BEARER_CHALLENGE]);
+        assert_eq!(d.body(), r#"{"error":"missing credentials"}"#);
+        let Outcome::Deny(d) = eval("GET", "/jwt-only", &[("x-api-key", "alice-secret")]) else { panic!() };
+        assert_eq!((d.status, d.challenges.as_slice()), (401, [BEARER_CHALLENGE].as_slice()));
+        assert_eq!(status(&eval("GET", "/orders", &[("authorization", "Basic YTpi")])), 401);
+    }
+
+    #[test]
+    fn api_key_from_header_or_query() {
+        let allowed = eval("GET", "/orders", &[("X-Api-Key", "alice-secret")]);
+        assert_eq!(
+            allowed,
+            Outcome::Allow {
+                public: false,
+                identity: Some("alice".into()),
+                headers: vec![("x-auth-identity".into(), "alice".into())]
+            }
+        );
+        assert_eq!(status(&eval("GET", "/orders?api_key=alice-secret", &[])), 200);
+        assert_eq!(reason(&eval("GET", "/orders?api_key=nope", &[])), Some(Reason::BadKey));
+        let both = eval("GET", "/orders?api_key=alice-secret", &[("x-api-key", "root-secret")]);
+        assert_eq!(reason(&both), Some(Reason::Ambiguous));
+        assert_eq!(reason(&eval("GET", "/orders?api_key=%zz", &[])), Some(Reason::BadPath));
+    }
+
+    #[test]
+    fn jwt_claims_are_forwarded() {
+        let bearer = format!("Bearer {}", token("rs256"));
+        let Outcome::Allow { identity, headers, .. } = eval("GET", "/orders", &[("authorization", &bearer)]) else {
+            panic!("denied")
+        };
+        assert_eq!(identity.as_deref(), Some("alice"));
+        assert!(headers.contains(&("x-jwt-sub".into(), "alice".into())), "{headers:?}");
+        assert!(headers.contains(&("x-jwt-scope".into(), "orders:read".into())), "{headers:?}");
+        assert!(headers.contains(&("x-auth-identity".into(), "alice".into())), "{headers:?}");
+    }
+
+    #[test]
+    fn invalid_credentials_are_403_with_a_generic_body() {
+        for name in ["expired", "alg_none", "tampered_payload", "hs256_with_rsa_pem"] {
+            let bearer = format!("Bearer {}", token(name));
+            let Outcome::Deny(d) = eval("GET", "/orders", &[("authorization", &bearer)]) else { panic!("{name}") };
+            assert_eq!(d.status, 403, "{name}");
+            assert_eq!(d.body(), r#"{"error":"invalid credentials"}"#);
+        }
+        let bearer = format!("Bearer {}", token("rs256"));
+        let two = eval("GET", "/orders", &[("authorization", &bearer), ("authorization", &bearer)]);
+        assert_eq!(reason(&two), Some(Reason::Ambiguous));
+        let joined = format!("{bearer}, {bearer}");
+        assert_eq!(reason(&eval("GET", "/orders", &[("authorization", &joined)])), Some(Reason::Ambiguous));
+        let both = eval("GET", "/orders", &[("authorization", &bearer), ("x-api-key", "alice-secret")]);
+        assert_eq!(reason(&both), Some(Reason::Ambiguous));
+        // An invalid key next to a valid token still fails.
+        let mixed = eval("GET", "/orders", &[("authorization", &bearer), ("x-api-key", "nope")]);
+        assert_eq!(reason(&mixed), Some(Reason::BadKey));
+    }
+
+    #[test]
+    fn identities_and_deny_rules_are_403_forbidden() {
+        let alice = format!("Bearer {}", token("rs256"));
+        let admin = format!("Bearer {}", token("admin_rs256"));
+        let Outcome::Deny(d) = eval("GET", "/admin", &[("authorization", &alice)]) else { panic!() };
+        assert_eq!((d.status, d.reason, d.body()), (403, Reason::Forbidden, r#"{"error":"forbidden"}"#));
+        assert_eq!(status(&eval("GET", "/admin/x", &[("authorization", &admin)])), 200);
+        assert_eq!(status(&eval("GET", "/admin", &[("x-api-key", "root-secret")])), 200);
+        assert_eq!(status(&eval("GET", "/blocked", &[("x-api-key", "root-secret")])), 403);
+        assert_eq!(status(&eval("GET", "/keys-only", &[("authorization", &admin)])), 401);
+    }
+
+    #[test]
+    fn encoded_paths_cannot_reach_public_rules() {
+        for path in ["/healthz/../admin", "/healthz/%2e%2e/admin", "/healthz%2f..%2fadmin", "/healthz/..;/admin", "//admin"] {
+            assert_eq!(status(&eval("GET", path, &[])), 401, "{path}");
+        }
+        for path in ["/%2e%2e/admin", "/healthz/%252e%252e/admin", "/healthz/%zz", "/a%00"] {
+            let Outcome::Deny(d) = eval("GET", path, &[]) else { panic!("{path}") };
+            assert_eq!((d.status, d.reason, d.body()), (400, Reason::BadPath, r#"{"error":"bad request"}"#), "{path}");
+        }
+    }
+
+    #[test]
+    fn owned_headers_include_claim_headers() {
+        let p = policy();
+        let owned = p.owned_headers();
+        assert!(owned.contains(&"x-auth-identity") && owned.contains(&"x-jwt-sub"), "{owned:?}");
+    }
+
+    #[test]
+    fn reasons_have_distinct_names() {
+        let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+    }
+}

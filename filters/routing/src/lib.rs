@@ -1,0 +1,208 @@
+//! proxy-wasm layer: strips a client-sent cluster header, asks the plain-Rust router, applies its answer
+//! (cluster header, path rewrite, extra headers), clears Envoy's route cache and counts.
+pub mod config;
+pub mod matcher;
+pub mod request;
+pub mod router;
+pub mod split;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use crate::config::RoutingConfig;
+use crate::request::RequestView;
+use crate::router::{Decision, Destination, Router};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(RoutingRoot { context_id, state: None })
+    });
+}}
+
+const PREFIX: &str = "wasmfilter_routing";
+
+fn counter(name: &str) -> u32 {
+    hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
+}
+
+fn bump(id: u32) {
+    if id != 0 {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// Counter ids: per rule, per split target of each rule, default route, stripped client cluster headers.
+#[derive(Default)]
+struct Metrics {
+    rules: Vec<u32>,
+    targets: Vec<Vec<u32>>,
+    default: u32,
+    spoofed: u32,
+}
+
+impl Metrics {
+    fn define(router: &Router) -> Self {
+        Metrics {
+            rules: router.rules.iter().map(|r| counter(&format!("{PREFIX}.rule.{}", r.name))).collect(),
+            targets: router
+                .rules
+                .iter()
+                .map(|r| match &r.destination {
+                    Destination::Split(s) => {
+                        s.clusters.iter().map(|c| counter(&format!("{PREFIX}.split.{}.{c}", r.name))).collect()
+                    }
+                    Destination::Cluster(_) => Vec::new(),
+                })
+                .collect(),
+            default: counter(&format!("{PREFIX}.default")),
+            spoofed: counter(&format!("{PREFIX}.spoofed_cluster_header")),
+        }
+    }
+}
+
+struct State {
+    router: Router,
+    metrics: Metrics,
+    /// Set once the `clear_route_cache` foreign function failed, so the warning is logged once per VM.
+    clear_failed: Cell<bool>,
+}
+
+struct RoutingRoot {
+    context_id: u32,
+    state: Option<Rc<State>>,
+}
+
+impl Context for RoutingRoot {}
+
+impl RootContext for RoutingRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = self.get_plugin_configuration().unwrap_or_default();
+        let built = RoutingConfig::parse(&raw).and_then(|config| {
+            let router = Router::build(&config, self.seed())?;
+            Ok((config, router))
+        });
+        match built {
+            Ok((config, router)) => {
+                proxy_wasm::set_log_level(to_host_level(config.log_level));
+                log::info!("routing configured: {} rule(s), cluster header `{}`", router.rules.len(), router.cluster_header);
+                let metrics = Metrics::define(&router);
+                self.state = Some(Rc::new(State { router, metrics, clear_failed: Cell::new(false) }));
+                true
+            }
+            Err(e) => {
+                log::error!("{e}");
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let state = self.state.clone()?;
+        Some(Box::new(RoutingRequest { state }))
+    }
+}
+
+impl RoutingRoot {
+    /// Seed for the random choice of keyless requests: the clock, mixed with this VM's root context id.
+    fn seed(&self) -> u64 {
+        let nanos = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
+        nanos ^ (u64::from(self.context_id) << 32)
+    }
+}
+
+fn to_host_level(level: config::LogLevel) -> LogLevel {
+    match level {
+        config::LogLevel::Trace => LogLevel::Trace,
+        config::LogLevel::Debug => LogLevel::Debug,
+        config::LogLevel::Info => LogLevel::Info,
+        config::LogLevel::Warn => LogLevel::Warn,
+        config::LogLevel::Error => LogLevel::Error,
+    }
+}
+
+struct RoutingRequest {
+    state: Rc<State>,
+}
+
+impl Context for RoutingRequest {}
+
+impl HttpContext for RoutingRequest {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-panic")]
+        #[allow(clippy::panic)]
+        if self.get_http_request_header("x-wasmfilter-panic").is_some() {
+            panic!("panic requested by x-wasmfilter-panic (test-panic build)");
+        }
+        let state = Rc::clone(&self.state);
+        let router = &state.router;
+        let mut changed = false;
+
+        let mut headers = self.get_http_request_headers();
+        let before = headers.len();
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&router.cluster_header));
+        if headers.len() != before {
+            // Never let a client pick the upstream by sending the header the route table reads.
+            self.set_http_request_header(&router.cluster_header, None);
+            bump(state.metrics.spoofed);
+            log::debug!("removed client-sent `{}` header", router.cluster_header);
+            changed = true;
+        }
+        let full_path = headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.clone()).unwrap_or_default();
+
+        match router.decide(&RequestView::new(&full_path, &headers)) {
+            Decision::Rule(routed) => {
+                let name = router.rules.get(routed.rule).map_or("?", |r| r.name.as_str());
+                bump(state.metrics.rules.get(routed.rule).copied().unwrap_or(0));
+                if let Some(t) = routed.target {
+                    let id = state.metrics.targets.get(routed.rule).and_then(|ts| ts.get(t)).copied();
+                    bump(id.unwrap_or(0));
+                }
+                self.set_http_request_header(&router.cluster_header, Some(routed.cluster));
+                if let Some(path) = &routed.path {
+                    self.set_http_request_header(":path", Some(path));
+                }
+                for (name, value) in routed.set_headers {
+                    self.set_http_request_header(name, Some(value));
+                }
+                changed = true;
+                log::debug!(
+                    "rule `{name}` → cluster `{}` ({:?}){}",
+                    routed.cluster,
+                    routed.choice,
+                    routed.path.as_deref().map(|p| format!(", path rewritten to {p}")).unwrap_or_default()
+                );
+            }
+            Decision::Default(cluster) => {
+                bump(state.metrics.default);
+                if let Some(cluster) = cluster {
+                    self.set_http_request_header(&router.cluster_header, Some(cluster));
+                    changed = true;
+                }
+                log::debug!("no rule matched → {}", cluster.unwrap_or("the route table's default"));
+            }
+        }
+
+        if changed && router.clear_route_cache && !state.clear_failed.get() {
+            // proxy-wasm ABI 0.2.1 has no proxy_clear_route_cache; Envoy offers it as a foreign function.
+            // Envoy 1.40 already recomputes the route after a Wasm request-header mutation (proven in
+            // tests/test_routing_route_cache.py); the explicit call keeps hosts that do not correct.
+            if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
+                state.clear_failed.set(true);
+                log::warn!("clear_route_cache foreign function failed ({status:?}); relying on header mutation");
+            }
+        }
+        Action::Continue
+    }
+}
