@@ -1,0 +1,139 @@
+"""Bearer-token auth, the flow of Docker Hub, GHCR and Harbor, against the real registry in token mode: the registry
+answers 401 `Bearer realm=…,service=…,scope=…`; the client asks the token service (a small HTTP server here that
+checks Basic credentials and signs an RS256 JWT with a throwaway key whose certificate the registry trusts)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from wasmfilter import oci
+from wasmfilter.errors import RegistryError
+from wasmfilter.registry import LocalRegistry
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists() or not Path("/usr/bin/openssl").exists(),
+                                reason="needs docker-registry and openssl")
+
+USER, PASSWORD = "robot", "token-pass"
+SERVICE, ISSUER = "wasmfilter-registry", "wasmfilter-test-issuer"
+
+
+@pytest.fixture(scope="module")
+def auth_build(auth_build, tmp_path_factory):
+    """A private copy of the session build, so a concurrent rebuild of filters/auth cannot change it mid-module."""
+    frozen = tmp_path_factory.mktemp("auth-build") / "auth.wasm"
+    shutil.copyfile(auth_build.wasm, frozen)
+    return dataclasses.replace(auth_build, wasm=frozen, sha256=hashlib.sha256(frozen.read_bytes()).hexdigest())
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenService:
+    def __init__(self, workdir: Path):
+        self.key = workdir / "key.pem"
+        self.cert = workdir / "cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+                        "-out", str(self.cert), "-days", "1", "-subj", "/CN=wasmfilter-token-test"],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.requests: list[dict] = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                query = parse_qs(urlparse(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                service.requests.append({"query": query, "auth": auth})
+                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if auth != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                access = []
+                for scope in query.get("scope", []):
+                    kind, name, actions = scope.split(":")
+                    access.append({"type": kind, "name": name, "actions": actions.split(",")})
+                body = json.dumps({"token": service.sign(access)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+    def sign(self, access: list[dict]) -> str:
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": ISSUER, "sub": USER, "aud": SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+                  "jti": uuid.uuid4().hex, "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
+                             check=True, capture_output=True).stdout
+        return f"{signing_input}.{_b64url(sig)}"
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory):
+    tokens = TokenService(tmp_path_factory.mktemp("token"))
+    tokens.thread.start()
+    auth = {"token": {"realm": tokens.realm, "service": SERVICE, "issuer": ISSUER,
+                      "rootcertbundle": str(tokens.cert)}}
+    try:
+        with LocalRegistry(auth=auth) as reg:
+            yield reg, tokens
+    finally:
+        tokens.server.shutdown()
+        tokens.server.server_close()
+
+
+def test_bearer_token_push_and_pull(token_registry, auth_build):
+    reg, tokens = token_registry
+    image = oci.build_image(auth_build.wasm.read_bytes(), root_id="auth")
+    ref = f"{reg.host}/filters/auth:v1"
+    pushed = oci.push_image(image, ref, insecure=True, username=USER, password=PASSWORD)
+    pulled = oci.pull(ref, insecure=True, username=USER, password=PASSWORD)
+    assert pushed.digest == pulled.digest == image.digest
+    assert pulled.wasm == auth_build.wasm.read_bytes()
+    scopes = {s for r in tokens.requests for s in r["query"].get("scope", [])}
+    assert "repository:filters/auth:pull,push" in scopes and "repository:filters/auth:pull" in scopes
+    assert all(r["query"]["service"] == [SERVICE] for r in tokens.requests)
+
+
+def test_bearer_token_with_wrong_password_is_a_one_line_error(token_registry, auth_build):
+    reg, _ = token_registry
+    image = oci.build_image(auth_build.wasm.read_bytes(), root_id="auth")
+    with pytest.raises(RegistryError, match="rejected the credentials") as info:
+        oci.push_image(image, f"{reg.host}/filters/denied:v1", insecure=True, username=USER, password="wrong")
+    assert "\n" not in str(info.value)
+
+
+def test_bearer_token_anonymous_is_asked_for_credentials(token_registry, monkeypatch, tmp_path):
+    reg, _ = token_registry
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with pytest.raises(RegistryError, match="requires authentication"):
+        oci.pull(f"{reg.host}/filters/auth:v1", insecure=True)
