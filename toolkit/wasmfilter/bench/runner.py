@@ -1,0 +1,418 @@
+"""Run a bench: the same requests against Envoy without a filter (baseline), with the Wasm filter, and with each
+native equivalent, in interleaved rounds. Each round starts a fresh Envoy per variant (sampling start-to-ready
+time and RSS), then measures each scenario on all variants back to back, in an order that rotates every round,
+so machine noise lands on all variants alike."""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from wasmfilter import build as build_mod
+from wasmfilter.bench.definition import BenchDefinition, BenchError, Scenario, deep_merge
+from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
+from wasmfilter.envoy.binary import EnvoyBinary, resolve
+from wasmfilter.envoy.config import CLUSTER_HEADER, Bootstrap, Upstream, WasmFilter, template_fragment, validate_text
+from wasmfilter.envoy.process import EnvoyProcess
+
+Progress = Callable[[str, int], None]  # (message, steps done since last call)
+
+BASELINE = "baseline"
+WASM = "wasm"
+
+
+@dataclass
+class Variant:
+    name: str     # baseline | wasm | native name
+    kind: str     # baseline | wasm | native
+    description: str = ""
+
+
+@dataclass
+class Sample:
+    """One scenario on one variant in one round."""
+    round: int
+    latency: WrkResult          # latency pass (few connections: no queueing)
+    throughput: WrkResult       # throughput pass (fixed, larger connection count)
+    unexpected_pct: float       # responses of the wrong class (2xx vs not) in both passes, in percent
+    cpu_ns: int = 0             # Envoy's CPU time (all threads) during the throughput pass
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Envoy CPU time per request: the filter's cost, far less sensitive to other load than wall time."""
+        return self.cpu_ns / 1000 / self.throughput.requests if self.throughput.requests and self.cpu_ns else 0.0
+
+
+@dataclass
+class EnvoySample:
+    round: int
+    start_s: float
+    rss_ready_kb: int
+    rss_loaded_kb: int
+    wasm_stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Tuning:
+    """Where Envoy and wrk run and at which priority (recorded in the report)."""
+    envoy_cpus: set[int] | None = None
+    wrk_cpus: set[int] | None = None
+    nice: int = 0
+    notes: list[str] = field(default_factory=list)
+    spinning: list[int] = field(default_factory=list)
+
+    @classmethod
+    def plan(cls, concurrency: int, wrk_threads: int, pin: bool, nice: int) -> "Tuning":
+        tuning = cls()
+        cpus = sorted(os.sched_getaffinity(0))
+        if pin and len(cpus) >= concurrency + wrk_threads:
+            tuning.envoy_cpus = set(cpus[:concurrency])
+            tuning.wrk_cpus = set(cpus[concurrency:concurrency + wrk_threads])
+        elif pin:
+            tuning.notes.append(f"not pinned: {len(cpus)} CPUs < Envoy {concurrency} + wrk {wrk_threads} threads")
+        if nice < 0:
+            old = os.getpriority(os.PRIO_PROCESS, 0)
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
+                os.setpriority(os.PRIO_PROCESS, 0, old)
+                tuning.nice = nice
+            except PermissionError:
+                tuning.notes.append(f"priority unchanged: nice {nice} needs root")
+        return tuning
+
+    def start_spinners(self) -> list[subprocess.Popen]:
+        """One SCHED_IDLE busy loop per CPU used (see Settings.keep_cpus_awake); stopped by stop_spinners."""
+        cpus = sorted((self.envoy_cpus or set()) | (self.wrk_cpus or set())) or sorted(os.sched_getaffinity(0))
+        spinners = []
+        for cpu in cpus:
+            spinners.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                             preexec_fn=_die_with_parent))
+        self.spinning = cpus
+        return spinners
+
+    @staticmethod
+    def stop_spinners(spinners: list[subprocess.Popen]) -> None:
+        for proc in spinners:
+            proc.kill()
+        for proc in spinners:
+            proc.wait()
+
+    def apply_to_process(self, pid: int) -> None:
+        """Pin every thread of PID (threads it starts later inherit from their creator)."""
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            return
+        for tid in tids:
+            try:
+                if self.envoy_cpus:
+                    os.sched_setaffinity(tid, self.envoy_cpus)
+                if self.nice:
+                    os.setpriority(os.PRIO_PROCESS, tid, self.nice)
+            except OSError:
+                pass
+
+    def to_json(self) -> dict:
+        return {"envoy_cpus": sorted(self.envoy_cpus or []), "wrk_cpus": sorted(self.wrk_cpus or []),
+                "nice": self.nice, "awake_cpus": self.spinning, "notes": self.notes}
+
+
+_SPIN = """
+import os, sys
+os.sched_setaffinity(0, {int(sys.argv[1])})
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+while True:
+    pass
+"""
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class BenchRun:
+    definition: BenchDefinition
+    variants: list[Variant]
+    binary: EnvoyBinary
+    wasm: Path
+    wasm_size: int
+    samples: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)   # scenario → variant → rounds
+    envoy: dict[str, list[EnvoySample]] = field(default_factory=dict)           # variant → one per start
+    started_at: float = 0.0
+    seconds: float = 0.0
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    problems: list[str] = field(default_factory=list)
+    tuning: Tuning = field(default_factory=Tuning)
+
+
+@dataclass
+class _Group:
+    """Scenarios that share one Envoy configuration on one variant."""
+    variant: Variant
+    config: str
+    scenarios: list[Scenario]
+
+
+def direct_routes(upstreams: list[str]) -> list[str]:
+    text = template_fragment("native/direct_routes.yaml.j2", upstreams=upstreams, cluster_header=CLUSTER_HEADER)
+    return [text]
+
+
+def _bootstrap(definition: BenchDefinition, variant: Variant, scenario: Scenario, wasm: Path) -> str:
+    manifest = definition.manifest
+    assert manifest is not None
+    # The clusters exist (filters may name them) but nothing routes to them: every route answers directly.
+    upstreams = [Upstream(name, "127.0.0.1", 9) for name in manifest.upstreams]
+    routes = direct_routes(list(manifest.upstreams))
+    filters: list[str] = []
+    if variant.kind == WASM:
+        filters.append(WasmFilter.from_manifest(manifest, wasm,
+                                                plugin_config=definition.plugin_config(scenario)).fragment())
+    elif variant.kind == "native":
+        native = next(n for n in definition.natives if n.name == variant.name)
+        extra = scenario.native_values.get(native.name, {})
+        for ref in native.filters:
+            filters.append(template_fragment(ref.template, **deep_merge(ref.values, extra)))
+        if native.routes is not None:
+            routes = [template_fragment(native.routes.template, **deep_merge(native.routes.values, extra),
+                                        upstreams=list(manifest.upstreams), cluster_header=CLUSTER_HEADER)]
+    return Bootstrap(upstreams=upstreams, http_filters=filters, routes=routes).render()
+
+
+def variants_of(definition: BenchDefinition) -> list[Variant]:
+    out = [Variant(BASELINE, BASELINE, "Envoy, no HTTP filter but the router"),
+           Variant(WASM, WASM, f"Envoy + the Wasm filter '{definition.name}' (V8)")]
+    out += [Variant(n.name, "native", n.description) for n in definition.natives]
+    return out
+
+
+def _groups(definition: BenchDefinition, variants: list[Variant], wasm: Path) -> dict[str, list[_Group]]:
+    groups: dict[str, list[_Group]] = {}
+    for variant in variants:
+        by_config: dict[str, _Group] = {}
+        for scenario in definition.scenarios:
+            if not scenario.applies_to(variant.kind, variant.name):
+                continue
+            config = _bootstrap(definition, variant, scenario, wasm)
+            by_config.setdefault(config, _Group(variant, config, [])).scenarios.append(scenario)
+        groups[variant.name] = list(by_config.values())
+    return groups
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of PID so far, in ns (/proc/<pid>/task/*/schedstat, first field)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def probe(url: str, scenario: Scenario, variant: Variant) -> None:
+    """One real request before the load: the variant must answer what the scenario expects, else the numbers
+    would measure the wrong thing (a 404, an error page, a route not taken)."""
+    want = scenario.expect.for_variant(variant.kind, variant.name)
+    branch = scenario.expect.branch if variant.kind != BASELINE else None
+    host, _, port = url.removeprefix("http://").partition(":")
+    attempts = 50 if scenario.expect.mostly else 1
+    seen: list[str] = []
+    for _ in range(attempts):
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            conn.request(scenario.request.method.upper(), scenario.request.path,
+                         body=scenario.request.body, headers=scenario.request.headers)
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+        if resp.status == want and (branch is None or body == branch):
+            return
+        seen.append(f"{resp.status} {body[:80]!r}")
+    expected = f"{want}" + (f" with body {branch!r}" if branch else "")
+    raise BenchError(f"scenario '{scenario.name}' on variant '{variant.name}': expected {expected}, got {seen[-1]}",
+                     fix="fix the bench definition's expect/config (or the filter): the load would measure "
+                         "the wrong path")
+
+
+def _unexpected_pct(scenario: Scenario, variant: Variant, results: list[WrkResult]) -> float:
+    ok_class = scenario.expect.for_variant(variant.kind, variant.name) < 400
+    total = sum(r.requests for r in results)
+    bad = sum((r.non_2xx if ok_class else r.requests - r.non_2xx) for r in results)
+    return 100.0 * bad / total if total else 0.0
+
+
+def estimate_seconds(definition: BenchDefinition, n_groups: int) -> float:
+    s = definition.settings
+    per_group_overhead = 0.6
+    passes = sum(1 for sc in definition.scenarios for v in variants_of(definition) if sc.applies_to(v.kind, v.name))
+    return s.rounds * (n_groups * (s.warmup_s + per_group_overhead) + passes * 2 * (s.duration_s + 0.15))
+
+
+def total_steps(definition: BenchDefinition, groups: dict[str, list[_Group]]) -> int:
+    per_round = sum(1 + 2 * len(g.scenarios) for gs in groups.values() for g in gs)
+    return definition.settings.rounds * per_round
+
+
+def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
+              progress: Progress | None = None, build_progress: build_mod.Progress | None = None) -> BenchRun:
+    find_wrk()  # fail before building anything
+    manifest = definition.manifest
+    assert manifest is not None
+    settings = definition.settings
+    step = progress or (lambda msg, n: None)
+    binary = resolve(envoy_version or manifest.envoy_version)
+    built = build_mod.build(manifest.crate_dir, progress=build_progress)
+    variants = variants_of(definition)
+    groups = _groups(definition, variants, built.wasm)
+    # Every distinct configuration must pass `envoy --mode validate` before any load runs.
+    for gs in groups.values():
+        for g in gs:
+            validate_text(g.config, binary)
+    run = BenchRun(definition, variants, binary, built.wasm, built.size,
+                   samples={s.name: {v.name: [] for v in variants} for s in definition.scenarios},
+                   envoy={v.name: [] for v in variants})
+    run.tuning = Tuning.plan(settings.envoy_concurrency, settings.wrk_threads, settings.pin_cpus, settings.nice)
+    run.started_at = time.time()
+    run.load_before = _loadavg()
+    started = time.perf_counter()
+    old_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    spinners = run.tuning.start_spinners() if settings.keep_cpus_awake else []
+    try:
+        if run.tuning.nice:
+            os.setpriority(os.PRIO_PROCESS, 0, run.tuning.nice)  # Envoy and wrk inherit it (start-up included)
+        for rnd in range(settings.rounds):
+            _run_round(run, groups, rnd, binary, step)
+    finally:
+        Tuning.stop_spinners(spinners)
+        if run.tuning.nice:
+            os.setpriority(os.PRIO_PROCESS, 0, old_nice)
+    run.seconds = time.perf_counter() - started
+    run.load_after = _loadavg()
+    return run
+
+
+def _rotated(items: list, rnd: int) -> list:
+    shift = rnd % len(items) if items else 0
+    return items[shift:] + items[:shift]
+
+
+def _run_round(run: BenchRun, groups: dict[str, list[_Group]], rnd: int, binary: EnvoyBinary,
+               step: Progress) -> None:
+    """One round: start every variant's Envoy (rotated order), warm each up, then for each scenario run the
+    latency pass on every variant back to back, then the throughput pass likewise — so the variants compared in
+    one round are measured seconds apart, and the order rotates from round to round."""
+    settings = run.definition.settings
+    level = settings.envoy_log_level
+    variants = _rotated(run.variants, rnd)
+    cpus = run.tuning.wrk_cpus
+    with ExitStack() as stack:
+        running: dict[tuple[str, str], tuple[EnvoyProcess, int]] = {}   # (variant, scenario) → (envoy, ready rss)
+        started: list[tuple[_Group, EnvoyProcess, int]] = []
+        for variant in variants:
+            for group in groups[variant.name]:
+                envoy = stack.enter_context(EnvoyProcess(group.config, binary=binary,
+                                                         concurrency=settings.envoy_concurrency,
+                                                         log_level=level, wasm_log_level=level))
+                assert envoy.proc is not None and envoy.start_seconds is not None
+                run.tuning.apply_to_process(envoy.proc.pid)
+                ready_rss = rss_kb(envoy.proc.pid)
+                started.append((group, envoy, ready_rss))
+                for scenario in group.scenarios:
+                    running[(variant.name, scenario.name)] = (envoy, ready_rss)
+                first = group.scenarios[0]
+                probe(envoy.listener_url, first, variant)
+                if settings.warmup_s:
+                    step(f"round {rnd + 1}: {variant.name}: started in {envoy.start_seconds * 1000:.0f} ms, "
+                         f"warm-up {settings.warmup_s}s", 0)
+                    run_wrk(envoy.listener_url, first.request, duration_s=settings.warmup_s,
+                            connections=settings.connections, threads=settings.wrk_threads, cpus=cpus)
+                step(f"round {rnd + 1}: {variant.name}: ready", 1)
+        for scenario in run.definition.scenarios:
+            lat: dict[str, WrkResult] = {}
+            applicable = [v for v in variants if scenario.applies_to(v.kind, v.name)]
+            for variant in applicable:
+                envoy, _ = running[(variant.name, scenario.name)]
+                probe(envoy.listener_url, scenario, variant)
+                lat[variant.name] = run_wrk(envoy.listener_url, scenario.request, duration_s=settings.duration_s,
+                                            connections=settings.latency_connections, threads=1, cpus=cpus)
+                step(f"round {rnd + 1}: {scenario.name}: {variant.name} p50 {lat[variant.name].p(50)} µs", 1)
+            for variant in applicable:
+                envoy, _ = running[(variant.name, scenario.name)]
+                assert envoy.proc is not None
+                cpu_before = cpu_ns(envoy.proc.pid)
+                thr = run_wrk(envoy.listener_url, scenario.request, duration_s=settings.duration_s,
+                              connections=settings.connections, threads=settings.wrk_threads, cpus=cpus)
+                used = cpu_ns(envoy.proc.pid) - cpu_before
+                step(f"round {rnd + 1}: {scenario.name}: {variant.name} {thr.rps:,.0f} req/s", 1)
+                bad = _unexpected_pct(scenario, variant, [lat[variant.name], thr])
+                errors = lat[variant.name].socket_errors + thr.socket_errors
+                if errors:
+                    run.problems.append(f"{scenario.name}/{variant.name} round {rnd + 1}: {errors} socket "
+                                        f"errors/timeouts")
+                run.samples[scenario.name][variant.name].append(Sample(rnd, lat[variant.name], thr, bad, used))
+        for group, envoy, ready_rss in started:
+            if group is not groups[group.variant.name][0]:
+                continue  # one Envoy sample per variant and round (the first configuration)
+            assert envoy.proc is not None and envoy.start_seconds is not None
+            stats: dict[str, int] = {}
+            if group.variant.kind == WASM and envoy.admin is not None:
+                try:
+                    stats = envoy.admin.stats("wasm")
+                except (OSError, ValueError):
+                    stats = {}
+            run.envoy[group.variant.name].append(EnvoySample(rnd, envoy.start_seconds, ready_rss,
+                                                             rss_kb(envoy.proc.pid), stats))
+
+
+def _loadavg() -> tuple[float, float, float]:
+    try:
+        a, b, c = Path("/proc/loadavg").read_text().split()[:3]
+        return float(a), float(b), float(c)
+    except (OSError, ValueError):
+        return (0.0, 0.0, 0.0)
+
+
+def config_for(definition: BenchDefinition, variant_name: str, scenario_name: str | None = None,
+               wasm: Path | str = "/dev/null/plugin.wasm") -> str:
+    """The bootstrap a variant runs (for `--show-config` and tests)."""
+    variants = {v.name: v for v in variants_of(definition)}
+    if variant_name not in variants:
+        raise BenchError(f"unknown variant '{variant_name}'", fix="use one of: " + ", ".join(variants))
+    scenario = next((s for s in definition.scenarios if s.name == scenario_name), definition.scenarios[0])
+    return _bootstrap(definition, variants[variant_name], scenario, Path(wasm))
+
+
+def any_to_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
