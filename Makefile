@@ -10,16 +10,21 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: the Rust wasm toolchain fallback (rustc-web + std sources + lld + wasi-libc, see
-# docs/toolchain.md), wasm-opt, the load generator, and the OCI registry server the tests start.
+# docs/toolchain.md), wasm-opt, the load generator, and the OCI registry server the tests start;
+# docker-compose (v1, when the `docker compose` plugin is absent) and libc6-dev (static echo upstream image).
 APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-libc binaryen wabt wrk \
-	docker-registry
+	docker-registry docker-compose libc6-dev
 
-.PHONY: help setup toolchain venv demo test test-rust test-python lint bench clean
+# Scenario files run on both Envoy backends in `make test` (docs/docker.md); override with WASMFILTER_BACKENDS=process.
+WASMFILTER_BACKENDS ?= process,docker
+
+.PHONY: help setup toolchain venv demo test test-rust test-python lint bench clean images compose-up compose-down
 
 help:
 	@echo "make demo   install everything, build the reference filters, run them in a real Envoy"
 	@echo "make test   install everything, run the whole suite (Rust unit tests, clippy, pytest)"
 	@echo "make bench  the full benchmark (not part of make test)"
+	@echo "make compose-up / compose-down   the reference filters in docker-compose on 127.0.0.1 (docs/docker.md)"
 
 setup: toolchain venv
 
@@ -49,10 +54,20 @@ test-rust: setup
 	@for f in filters/*/filter.yaml; do $(WF) unittest $$(dirname $$f) || exit 1; done
 
 test-python: setup
-	$(PY) -m pytest
+	WASMFILTER_BACKENDS=$(WASMFILTER_BACKENDS) $(PY) -m pytest
 
 bench: setup
 	$(WF) bench --all
+
+images: setup
+	$(WF) image build
+
+# Builds the filters and images first (the .wasm files must exist before compose mounts them).
+compose-up: setup
+	$(WF) compose up
+
+compose-down: setup
+	$(WF) compose down
 
 clean:
 	rm -rf $(STAMP) $(VENV) filters/target
