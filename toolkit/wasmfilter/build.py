@@ -19,6 +19,9 @@ from wasmfilter.manifest import MANIFEST_NAME, load_manifest
 
 Progress = Callable[[str], None]
 
+# --opt builds: their own cargo target directory under the workspace's (see build()).
+SIZE_TARGET_SUBDIR = "size"
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -49,12 +52,14 @@ def crate_dir_for(path: str | Path | None) -> Path:
                      fix="pass a filter directory, or create one with `wasmfilter new blank NAME`")
 
 
-def run_cargo(crate: Path, args: list[str], *, wasm: bool, on_line: Progress | None = None) -> str:
-    """Run cargo in CRATE with the detected toolchain; raise CargoBuildError with its output on failure."""
+def run_cargo(crate: Path, args: list[str], *, wasm: bool, on_line: Progress | None = None,
+              env: dict[str, str] | None = None) -> str:
+    """Run cargo in CRATE with the detected toolchain (ENV: a full environment instead of the toolchain's);
+    raise CargoBuildError with its output on failure."""
     tc = toolchain.detect()
     cmd = [tc.cargo, *args]
     try:
-        proc = subprocess.Popen(cmd, cwd=crate, env=tc.cargo_env(wasm=wasm), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=crate, env=env or tc.cargo_env(wasm=wasm), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     except OSError as e:
         raise ToolchainError(f"cannot run {tc.cargo}: {e}", fix=toolchain.INSTALL_FIX) from e
@@ -78,10 +83,10 @@ def _human_output(output: str) -> str:
 
 
 @contextmanager
-def _artifact_lock(directory: Path) -> Iterator[None]:
+def _artifact_lock(directory: Path, name: str = ".lock") -> Iterator[None]:
     # Builds with different features uplift to the same cargo path; hold a lock from cargo to our copy.
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
+    with open(directory / name, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -89,25 +94,38 @@ def _artifact_lock(directory: Path) -> Iterator[None]:
 def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ...] = (), opt: bool = False,
           progress: Progress | None = None) -> BuildResult:
     """cargo build --release for wasm32-wasip1. The module is copied to <target>/wasmfilter/<crate>[+features].wasm
-    so builds with different features never overwrite each other."""
+    so builds with different features never overwrite each other.
+
+    opt=True is the size build (docs/size.md): cargo with the size flags of toolchain.size_cargo() in its own
+    target directory <target>/size (the flags change cargo's fingerprints; sharing <target> would rebuild std and
+    every dependency of the default build on each switch), then wasm-opt -Oz, written to
+    <target>/wasmfilter/<crate>[+features].opt.wasm (never over the default build's module)."""
     crate = crate_dir_for(path)
     tc = toolchain.detect()
     features = tuple(sorted(set(features)))
+    target_dir = _target_dir(crate)
     args = ["build", "--release", "--target", toolchain.TARGET, "--message-format", "json-render-diagnostics",
             *tc.build_args]
+    env = None
+    if opt:
+        _wasm_opt_path()  # missing wasm-opt: say so before minutes of cargo
+        size_args, env = tc.size_cargo()
+        args = ["build", "--release", "--target", toolchain.TARGET, "--message-format", "json-render-diagnostics",
+                *size_args, "--target-dir", str(target_dir / SIZE_TARGET_SUBDIR)]
     if features:
         args += ["--features", ",".join(features)]
-    target_dir = _target_dir(crate)
     out_dir = target_dir / "wasmfilter"
     start = time.perf_counter()
-    with _artifact_lock(out_dir):
-        output = run_cargo(crate, args, wasm=True, on_line=_progress_lines(progress))
+    # --opt builds uplift in their own target dir: a lock of their own, so they never hold up a default build.
+    with _artifact_lock(out_dir, ".opt-lock" if opt else ".lock"):
+        output = run_cargo(crate, args, wasm=True, on_line=_progress_lines(progress), env=env)
         artifact = _find_artifact(output, crate)
         name = artifact.stem + ("+" + "+".join(features) if features else "")
-        final = out_dir / f"{name}.wasm"
         if opt:
-            _wasm_opt(artifact, final)
+            final = out_dir / f"{name}.opt.wasm"
+            _wasm_opt_cached(artifact, final)
         else:
+            final = out_dir / f"{name}.wasm"
             shutil.copyfile(artifact, final)
     seconds = time.perf_counter() - start
     return BuildResult(wasm=final, size=final.stat().st_size, sha256=sha256_file(final), seconds=seconds,
@@ -159,15 +177,36 @@ def _progress_lines(progress: Progress | None) -> Progress | None:
     return on_line
 
 
-def _wasm_opt(src: Path, dst: Path) -> None:
+# Rust 1.96's wasm32 targets emit these post-MVP features; V8 in Envoy supports them all. Without them wasm-opt
+# rejects the module ("error validating input").
+WASM_OPT_ARGS = ("-Oz", "--strip-debug", "--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals",
+                 "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-reference-types")
+
+
+def _wasm_opt_path() -> str:
     wasm_opt = shutil.which("wasm-opt")
     if not wasm_opt:
         raise ToolchainError("--opt needs wasm-opt, which is not installed",
                              fix="apt-get install binaryen (or build without --opt)")
-    # Rust's wasm32 targets emit these post-MVP features; V8 in Envoy supports them all.
-    features = ["--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals",
-                "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-reference-types"]
-    out = subprocess.run([wasm_opt, "-Oz", "--strip-debug", *features, str(src), "-o", str(dst)],
+    return wasm_opt
+
+
+def _wasm_opt_cached(src: Path, dst: Path) -> None:
+    """wasm-opt SRC to DST, skipped when DST was made from the same SRC bytes by the same wasm-opt and arguments
+    (a stamp file beside DST), so a no-op --opt build costs a cargo no-op, not a whole wasm-opt run."""
+    wasm_opt = _wasm_opt_path()
+    version = subprocess.run([wasm_opt, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    key = "\n".join([sha256_file(src), version, *WASM_OPT_ARGS]) + "\n"
+    stamp = dst.with_name(dst.name + ".stamp")
+    if dst.exists() and stamp.exists() and stamp.read_text() == key:
+        return
+    stamp.unlink(missing_ok=True)
+    _wasm_opt(src, dst)
+    stamp.write_text(key)
+
+
+def _wasm_opt(src: Path, dst: Path) -> None:
+    out = subprocess.run([_wasm_opt_path(), *WASM_OPT_ARGS, str(src), "-o", str(dst)],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise CargoBuildError("wasm-opt failed", fix="build without --opt, or update binaryen",

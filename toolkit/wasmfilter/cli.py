@@ -51,7 +51,8 @@ def doctor() -> None:
 
 @app.command()
 def build(path: Optional[Path] = PathArg,
-          opt: bool = typer.Option(False, "--opt", help="Shrink the module with wasm-opt -Oz."),
+          opt: bool = typer.Option(False, "--opt", help="Size build (docs/size.md): size flags in <target>/size, "
+                                   "then wasm-opt -Oz, written to <crate>.opt.wasm; panics are not logged."),
           features: list[str] = typer.Option([], "--features", help="Cargo features to enable.")) -> None:
     """cargo build the filter for wasm32-wasip1 (release); print the module's path, size and sha256."""
     from wasmfilter.build import build as do_build
@@ -185,13 +186,15 @@ def bench(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVe
           connections: Optional[int] = typer.Option(None, "--connections", help="wrk -c of the throughput pass."),
           concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Envoy --concurrency."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Results directory (default benchmarks/results)."),
-          docs: Optional[Path] = typer.Option(None, "--update-docs", help="Replace this filter's section there.")
+          docs: Optional[Path] = typer.Option(None, "--update-docs", help="Replace this filter's section there."),
+          from_json: list[Path] = typer.Option([], "--from-json", help="Re-render saved results, no load.")
           ) -> None:
     """What the filter costs: Envoy without it vs with it vs Envoy's native equivalent, under wrk load."""
     from wasmfilter.bench.display import bench_command
 
     bench_command(path, all_=all_, duration=duration, warmup=warmup, rounds=rounds, connections=connections,
-                  concurrency=concurrency, out_dir=out_dir, docs_file=docs, envoy_version=envoy_version)
+                  concurrency=concurrency, out_dir=out_dir, docs_file=docs, envoy_version=envoy_version,
+                  from_json=from_json or None)
 
 
 @app.command()
@@ -231,8 +234,10 @@ def new(template: Optional[str] = typer.Argument(None, help="Template: blank, au
 
 # --- OCI images, registries, Istio / Envoy Gateway manifests (docs/oci.md) ---------------------------------------
 Insecure = typer.Option(False, "--insecure", help="Plain-HTTP registry (no TLS).")
-Username = typer.Option(None, "--username", "-u", help="Registry user (default: from the Docker config file).")
-Password = typer.Option(None, "--password", "-p", help="Registry password.")
+Username = typer.Option(None, "--username", "-u", envvar="WASMFILTER_REGISTRY_USERNAME",
+                        help="Registry user (default: from the Docker config file).")
+Password = typer.Option(None, "--password", "-p", envvar="WASMFILTER_REGISTRY_PASSWORD",
+                        help="Registry password (better: the env var, kept out of shell history).")
 DockerConfig = typer.Option(None, "--docker-config", help="Docker config.json (default: $DOCKER_CONFIG or ~/.docker).")
 Variant = typer.Option("compat", "--variant", help="Image shape: compat (default), docker, or oci.")
 
@@ -270,7 +275,7 @@ def push(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], e.g. 127.0
 
 
 @app.command()
-def pull(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG][@sha256:DIGEST]"),
+def pull(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], or HOST[:PORT]/NAME@sha256:DIGEST."),
          output: Path = typer.Option(Path("plugin.wasm"), "-o", "--output", help="Where to write plugin.wasm."),
          sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected manifest digest."),
          insecure: bool = Insecure, username: Optional[str] = Username, password: Optional[str] = Password,
@@ -291,6 +296,7 @@ def istio(path: Optional[Path] = PathArg,
           output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
           sha256: Optional[str] = typer.Option(None, "--sha256", help="Image manifest digest (default: computed)."),
           resolve: bool = typer.Option(False, "--resolve", help="Ask the registry for the tag's digest."),
+          wasm: Optional[Path] = typer.Option(None, "--wasm", help="Module to compute the digest of."),
           variant: str = Variant, namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
           selector: list[str] = typer.Option([], "--selector", help="WasmPlugin workload label KEY=VALUE."),
           gateway: Optional[str] = typer.Option(None, "--gateway", help="Gateway name to target (EG default: eg)."),
@@ -298,6 +304,8 @@ def istio(path: Optional[Path] = PathArg,
           priority: Optional[int] = typer.Option(None, "--priority"),
           pull_policy: str = typer.Option("IfNotPresent", "--pull-policy", help="IfNotPresent or Always."),
           pull_secret: Optional[str] = typer.Option(None, "--pull-secret", help="Kubernetes pull secret name."),
+          match_mode: Optional[str] = typer.Option(None, "--match-mode", help="CLIENT, SERVER or CLIENT_AND_SERVER."),
+          match_port: list[int] = typer.Option([], "--match-port", help="Only traffic to this port (repeatable)."),
           check: Optional[Path] = typer.Option(None, "--check", help="Only validate this manifest file."),
           insecure: bool = Insecure, username: Optional[str] = Username, password: Optional[str] = Password,
           docker_config: Optional[Path] = DockerConfig,
@@ -314,10 +322,11 @@ def istio(path: Optional[Path] = PathArg,
         return
     if not image:
         raise UsageError("--image is required", fix="pass the reference you pushed, e.g. --image reg/filters/auth:v1")
-    text = istio_mod.generate(path, image=image, sha256=sha256, resolve=resolve, variant=variant, insecure=insecure,
-                              username=username, password=password, docker_config=docker_config,
+    text = istio_mod.generate(path, image=image, sha256=sha256, resolve=resolve, variant=variant, wasm=wasm,
+                              insecure=insecure, username=username, password=password, docker_config=docker_config,
                               namespace=namespace, selector=selector, gateway=gateway, phase=phase,
-                              priority=priority, pull_policy=pull_policy, pull_secret=pull_secret)
+                              priority=priority, pull_policy=pull_policy, pull_secret=pull_secret,
+                              match_mode=match_mode, match_ports=match_port or None)
     if output is None:
         sys.stdout.write(text)
         return
@@ -333,6 +342,7 @@ def registry(user: Optional[str] = typer.Option(None, "--user", help="Require ht
              storage: Optional[Path] = typer.Option(None, "--storage", help="Keep images here (default: temp).")
              ) -> None:
     """Run a local OCI registry (Debian's docker-registry) on 127.0.0.1 until Ctrl-C."""
+    import signal
     import threading
 
     from wasmfilter.registry import LocalRegistry
@@ -341,8 +351,13 @@ def registry(user: Optional[str] = typer.Option(None, "--user", help="Require ht
     if user:
         name, _, secret = user.partition(":")
         users = {name: secret}
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the registry too, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_term)
     with LocalRegistry(users=users, port=port, storage=storage) as reg:
-        out.print(f"registry at {reg.host} (plain HTTP: pass --insecure to push/pull); Ctrl-C stops")
+        out.print(f"registry at {reg.host} (plain HTTP: pass --insecure to push/pull); Ctrl-C stops", soft_wrap=True)
         threading.Event().wait()
 
 

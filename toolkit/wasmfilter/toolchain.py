@@ -22,6 +22,16 @@ DEBIAN_STD_SRC = Path("/usr/lib/rustlib/src/rust/library")
 DEBIAN_WASI_LIBC = Path("/usr/lib/wasm32-wasi")
 INSTALL_FIX = f"run `make toolchain` (or `rustup target add {TARGET}`, or `apt-get install {DEBIAN_PACKAGES}`)"
 
+# Size flags of `wasmfilter build --opt` only (measurements in docs/size.md). The default build never sees them:
+# --opt builds run in their own target directory, so these flags never invalidate the default build's cache.
+SIZE_OPT_LEVEL = "z"  # CARGO_PROFILE_RELEASE_OPT_LEVEL: overrides the workspace's release opt-level "s"
+# build-std only (they need nightly features, which RUSTC_BOOTSTRAP=1 unlocks for the Debian rustc).
+# -Cpanic=immediate-abort: a panic traps at once, without running proxy-wasm's panic hook, so its message is not
+# logged (the default build logs it); the trap still fails the request per failure_policy (tests/test_size.py).
+# Not here: -Zfmt-debug=none (3-12 KB more, but `{:?}` prints nothing: serde's config errors lose the bad value).
+SIZE_RUSTFLAGS = ("-Zlocation-detail=none", "-Zunstable-options", "-Cpanic=immediate-abort")
+SIZE_BUILD_STD_ARGS = ("-Zbuild-std-features=optimize_for_size",)
+
 
 @dataclass(frozen=True)
 class Toolchain:
@@ -42,6 +52,18 @@ class Toolchain:
             for key in ("RUSTC_BOOTSTRAP", f"CARGO_TARGET_{TARGET.upper().replace('-', '_')}_RUSTFLAGS"):
                 env.pop(key, None)
         return env
+
+    def size_cargo(self) -> tuple[tuple[str, ...], dict[str, str]]:
+        """Extra cargo arguments and the environment of a size (--opt) build: opt-level z; with build-std also
+        std's optimize_for_size feature and SIZE_RUSTFLAGS (the prebuilt std of the `target` mode has no such
+        knobs)."""
+        env = self.cargo_env(wasm=True)
+        env["CARGO_PROFILE_RELEASE_OPT_LEVEL"] = SIZE_OPT_LEVEL
+        if self.mode != "build-std":
+            return self.build_args, env
+        flags_var = f"CARGO_TARGET_{TARGET.upper().replace('-', '_')}_RUSTFLAGS"
+        env[flags_var] = " ".join([env.get(flags_var, ""), *SIZE_RUSTFLAGS]).strip()
+        return (*self.build_args, *SIZE_BUILD_STD_ARGS), env
 
 
 def _run(args: list[str]) -> str | None:
