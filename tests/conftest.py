@@ -3,7 +3,10 @@ available everywhere too."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -74,3 +77,14 @@ def auth_build(pytestconfig: pytest.Config):
     from wasmfilter.pytest_plugin import cached_build
 
     return cached_build(pytestconfig, AUTH)
+
+
+@pytest.fixture(scope="session")
+def frozen_auth_build(pytestconfig, tmp_path_factory):
+    """A private copy of the session build: a concurrent rebuild of filters/auth cannot change it mid-test."""
+    from wasmfilter.pytest_plugin import cached_build
+
+    auth_build = cached_build(pytestconfig, AUTH)
+    frozen = tmp_path_factory.mktemp("auth-build") / "auth.wasm"
+    shutil.copyfile(auth_build.wasm, frozen)
+    return dataclasses.replace(auth_build, wasm=frozen, sha256=hashlib.sha256(frozen.read_bytes()).hexdigest())

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,11 +18,8 @@ IMAGE = "registry.example:5000/filters/auth:v1"
 
 
 @pytest.fixture(scope="module")
-def auth_build(auth_build, tmp_path_factory):
-    """A private copy of the session build, so a concurrent rebuild of filters/auth cannot change it mid-module."""
-    frozen = tmp_path_factory.mktemp("auth-build") / "auth.wasm"
-    shutil.copyfile(auth_build.wasm, frozen)
-    return dataclasses.replace(auth_build, wasm=frozen, sha256=hashlib.sha256(frozen.read_bytes()).hexdigest())
+def auth_build(frozen_auth_build):
+    return frozen_auth_build
 
 
 @pytest.fixture(scope="module")

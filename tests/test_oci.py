@@ -4,12 +4,10 @@ and every failure mode gives a one-line RegistryError / non-zero exit."""
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import io
 import json
-import shutil
 import socket
 import tarfile
 from pathlib import Path
@@ -26,11 +24,8 @@ pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists(),
 
 
 @pytest.fixture(scope="module")
-def auth_build(auth_build, tmp_path_factory):
-    """A private copy of the session build, so a concurrent rebuild of filters/auth cannot change it mid-module."""
-    frozen = tmp_path_factory.mktemp("auth-build") / "auth.wasm"
-    shutil.copyfile(auth_build.wasm, frozen)
-    return dataclasses.replace(auth_build, wasm=frozen, sha256=hashlib.sha256(frozen.read_bytes()).hexdigest())
+def auth_build(frozen_auth_build):
+    return frozen_auth_build
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,7 @@ credentials from a Docker config file (auths.<host>.auth = base64 user:password)
 from __future__ import annotations
 
 import base64
-import dataclasses
-import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,11 +21,8 @@ USER, PASSWORD = "ci-bot", "s3cret-pass"
 
 
 @pytest.fixture(scope="module")
-def auth_build(auth_build, tmp_path_factory):
-    """A private copy of the session build, so a concurrent rebuild of filters/auth cannot change it mid-module."""
-    frozen = tmp_path_factory.mktemp("auth-build") / "auth.wasm"
-    shutil.copyfile(auth_build.wasm, frozen)
-    return dataclasses.replace(auth_build, wasm=frozen, sha256=hashlib.sha256(frozen.read_bytes()).hexdigest())
+def auth_build(frozen_auth_build):
+    return frozen_auth_build
 
 
 @pytest.fixture(scope="module")

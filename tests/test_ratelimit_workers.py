@@ -136,7 +136,7 @@ def test_shadow_log_line_and_configurable_log_level(envoy_stack):
     ({"rules": [{"name": "a", "rate": 1, "burst": 0}]}, "field `rules[0].burst`"),
     ({"default_rule": {"name": "a", "rate": 1, "key": [{"source": "cookie"}]}}, "field `default_rule.key[0].source`"),
     ({"default_rule": {"name": "a", "rate": 1}, "max_keyz": 5}, "unknown field `max_keyz`"),
-    ({"default_rule": {"name": "a", "rate": 1, "unit": "week"}}, "field `default_rule.unit` has unknown value"),
+    ({"default_rule": {"name": "a", "rate": 1, "unit": "week"}}, "field `default_rule.unit`: unknown variant `week`"),
 ])
 def test_invalid_config_is_refused_naming_the_field(envoy_stack, config, field):
     with pytest.raises(EnvoyStartError) as err:

@@ -1,72 +1,127 @@
-//! Plugin configuration: the JSON Envoy passes in `configuration`, parsed strictly (unknown fields are
-//! errors) and validated. Every error names the offending field, e.g. `field `rules[0].rate` must be ...`.
+//! Plugin configuration: the JSON Envoy passes in `configuration`, read with serde into typed structs (unknown
+//! fields are errors) and then validated. Every error names the offending field by its full path, e.g.
+//! `field `rules[0].rate` must be ...` (serde_path_to_error tracks the path through the derived deserializers).
 use crate::bucket::Bucket;
-use crate::json::{Obj, Value, field_error};
+use serde::Deserialize;
 
 /// Upper bound on `rate` (per unit); keeps the emission interval at least 1 ns for `second`.
 pub const MAX_RATE: u32 = 1_000_000;
 /// Upper bound on `max_keys`: bounded shared memory (each tracked key costs well under 200 bytes).
 pub const MAX_KEYS: u32 = 1_000_000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Namespace of the shared-data entries; filters with the same `vm_id` and `domain` share buckets.
+    #[serde(default = "default_domain")]
     pub domain: String,
     /// Tried in order; the first rule whose `match` holds charges the request.
+    #[serde(default)]
     pub rules: Vec<Rule>,
     /// Applies when no rule matched (it must not have a `match`). Without it such requests are not limited.
+    #[serde(default)]
     pub default_rule: Option<Rule>,
     /// Cap on tracked keys across all rules and workers.
+    #[serde(default = "default_max_keys")]
     pub max_keys: u32,
     /// What a new key gets when the table is full (see README).
+    #[serde(default)]
     pub on_key_limit: KeyLimitPolicy,
     /// A key whose bucket is full again and unused for this long is forgotten.
-    pub idle_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u32,
     /// How often each worker sweeps idle keys, and how many key groups one sweep visits.
-    pub sweep_interval_ms: u64,
+    #[serde(default = "default_sweep_interval_ms")]
+    pub sweep_interval_ms: u32,
+    #[serde(default = "default_sweep_batch")]
     pub sweep_batch: u32,
     /// Compare-and-swap attempts on the shared bucket state before `on_cas_exhausted` decides.
+    #[serde(default = "default_max_cas_retries")]
     pub max_cas_retries: u32,
+    #[serde(default)]
     pub on_cas_exhausted: ExhaustedPolicy,
     /// Count and report, never block (per rule `shadow` overrides it).
+    #[serde(default)]
     pub shadow_mode: bool,
+    #[serde(default = "default_shadow_header")]
     pub shadow_header: String,
     /// Send ratelimit-limit / ratelimit-remaining / ratelimit-reset on allowed responses too.
+    #[serde(default = "yes")]
     pub response_headers: bool,
+    #[serde(default)]
     pub log_level: LogLevel,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+fn default_domain() -> String {
+    "default".to_owned()
+}
+fn default_max_keys() -> u32 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u32 {
+    60_000
+}
+fn default_sweep_interval_ms() -> u32 {
+    1_000
+}
+fn default_sweep_batch() -> u32 {
+    128
+}
+fn default_max_cas_retries() -> u32 {
+    64
+}
+fn default_shadow_header() -> String {
+    "x-ratelimit-shadow".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
+    #[serde(default, rename = "match")]
     pub matcher: Option<Match>,
     /// The parts of the bucket key; empty means one bucket for the whole rule.
+    #[serde(default)]
     pub key: Vec<KeyPart>,
     /// Tokens added per `unit`.
     pub rate: u32,
+    #[serde(default)]
     pub unit: Unit,
     /// Bucket capacity: how many requests may pass back to back. Defaults to `rate`.
+    #[serde(default)]
     pub burst: Option<u32>,
     /// Overrides the top-level `shadow_mode` for this rule.
+    #[serde(default)]
     pub shadow: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Match {
+    #[serde(default)]
     pub path_prefix: Option<String>,
     /// Any of these methods (upper case).
+    #[serde(default)]
     pub methods: Vec<String>,
     /// All of these must hold: the header is present, and equals `value` when given.
+    #[serde(default)]
     pub headers: Vec<HeaderMatch>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     pub name: String,
+    #[serde(default)]
     pub value: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One part of the bucket key, `{"source": "header", "name": "x-user"}`, `{"source": "path"}`, ...
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "KeyPartConfig")]
 pub enum KeyPart {
     /// A request header's value (missing header: the empty value).
     Header {
@@ -79,7 +134,42 @@ pub enum KeyPart {
     Method,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A key part as written. Not an internally tagged enum (`#[serde(tag = "source")]`): that buffers the object
+/// and added 15 KB to the `--opt` module, and serde lets its unit variants ignore unknown fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPartConfig {
+    source: KeySource,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum KeySource {
+    Header,
+    ClientAddress,
+    Path,
+    Method,
+}
+
+impl TryFrom<KeyPartConfig> for KeyPart {
+    type Error = &'static str;
+
+    fn try_from(c: KeyPartConfig) -> Result<Self, Self::Error> {
+        match (c.source, c.name) {
+            (KeySource::Header, Some(name)) => Ok(KeyPart::Header { name }),
+            (KeySource::Header, None) => Err("missing field `name` (required for source header)"),
+            (_, Some(_)) => Err("unknown field `name` (only source header takes a name)"),
+            (KeySource::ClientAddress, None) => Ok(KeyPart::ClientAddress),
+            (KeySource::Path, None) => Ok(KeyPart::Path),
+            (KeySource::Method, None) => Ok(KeyPart::Method),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Unit {
     #[default]
     Second,
@@ -100,7 +190,8 @@ impl Unit {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeyLimitPolicy {
     /// New keys beyond the cap share one bucket per rule (same rate and burst).
     #[default]
@@ -111,7 +202,8 @@ pub enum KeyLimitPolicy {
     Allow,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExhaustedPolicy {
     /// Let the request through (availability over exactness under extreme contention).
     #[default]
@@ -120,7 +212,8 @@ pub enum ExhaustedPolicy {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     Trace,
     Debug,
@@ -139,69 +232,23 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// A validation error naming the field.
 fn invalid(field: &str, why: &str) -> String {
-    field_error(field, why)
+    format!("field `{field}` {why}")
 }
 
-fn small(o: &mut Obj<'_>, name: &str) -> Result<Option<u32>, String> {
-    Ok(o.uint(name, u64::from(u32::MAX))?.and_then(|n| u32::try_from(n).ok()))
-}
-
-fn strings(o: &mut Obj<'_>, name: &str) -> Result<Vec<String>, String> {
-    let at = o.path(name);
-    o.array(name)?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::String(s) => Ok(s.clone()),
-            _ => Err(invalid(&format!("{at}[{i}]"), "must be a string")),
-        })
-        .collect()
-}
-
-impl Match {
-    fn read(at: &str, v: &Value) -> Result<Self, String> {
-        let mut o = Obj::new(at, v)?;
-        let path_prefix = o.string("path_prefix")?;
-        let methods = strings(&mut o, "methods")?;
-        let headers_at = o.path("headers");
-        let headers = o
-            .array("headers")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let mut h = Obj::new(&format!("{headers_at}[{i}]"), v)?;
-                let name = h.string("name")?.ok_or_else(|| invalid(&h.path("name"), "is required"))?;
-                let value = h.string("value")?;
-                h.finish()?;
-                Ok(HeaderMatch { name, value })
-            })
-            .collect::<Result<_, String>>()?;
-        o.finish()?;
-        Ok(Match { path_prefix, methods, headers })
-    }
-}
-
-impl KeyPart {
-    fn read(at: &str, v: &Value) -> Result<Self, String> {
-        let mut o = Obj::new(at, v)?;
-        let source = o.string("source")?.ok_or_else(|| invalid(&o.path("source"), "is required"))?;
-        let part = match source.as_str() {
-            "header" => KeyPart::Header {
-                name: o.string("name")?.ok_or_else(|| invalid(&o.path("name"), "is required for source header"))?,
-            },
-            "client_address" => KeyPart::ClientAddress,
-            "path" => KeyPart::Path,
-            "method" => KeyPart::Method,
-            other => {
-                return Err(invalid(
-                    &o.path("source"),
-                    &format!("has unknown key source `{other}`, expected one of: header, client_address, path, method"),
-                ));
-            }
-        };
-        o.finish()?;
-        Ok(part)
+/// A serde error as one line naming the field: `field `rules[0].unit`: unknown variant `week`, ...`.
+/// serde_json's position suffix (` at line 1 column 57`) is dropped from data errors, where the field path says
+/// where, and kept for malformed JSON (and for the few type errors serde_json reports as syntax errors).
+fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let inner = e.inner();
+    let text = inner.to_string();
+    let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+    let why = if inner.is_data() { text.strip_suffix(&suffix).unwrap_or(&text) } else { &text };
+    match e.path().to_string().as_str() {
+        "." if inner.is_data() => format!("{why} at the top level"),
+        "." => format!("invalid JSON: {why}"),
+        path => format!("field `{path}`: {why}"),
     }
 }
 
@@ -212,35 +259,6 @@ impl Rule {
 
     pub fn bucket(&self) -> Bucket {
         Bucket::new(self.rate, self.unit.nanos(), self.burst())
-    }
-
-    fn read(at: &str, v: &Value, is_default: bool) -> Result<Self, String> {
-        let mut o = Obj::new(at, v)?;
-        let name = o.string("name")?.ok_or_else(|| invalid(&o.path("name"), "is required"))?;
-        let matcher = match o.get("match") {
-            None => None,
-            Some(m) => Some(Match::read(&o.path("match"), m)?),
-        };
-        let key_at = o.path("key");
-        let key = o
-            .array("key")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| KeyPart::read(&format!("{key_at}[{i}]"), v))
-            .collect::<Result<_, String>>()?;
-        let rate = small(&mut o, "rate")?.ok_or_else(|| invalid(&o.path("rate"), "is required"))?;
-        let unit = o
-            .choice(
-                "unit",
-                &[("second", Unit::Second), ("minute", Unit::Minute), ("hour", Unit::Hour), ("day", Unit::Day)],
-            )?
-            .unwrap_or_default();
-        let burst = small(&mut o, "burst")?;
-        let shadow = o.boolean("shadow")?;
-        o.finish()?;
-        let rule = Rule { name, matcher, key, rate, unit, burst, shadow };
-        rule.validate(at, is_default)?;
-        Ok(rule)
     }
 
     fn validate(&self, at: &str, is_default: bool) -> Result<(), String> {
@@ -302,57 +320,9 @@ impl RateLimitConfig {
     }
 
     fn read(raw: &[u8]) -> Result<Self, String> {
-        let root = crate::json::parse(raw)?;
-        let mut o = Obj::new("", &root)?;
-        let rules = o
-            .array("rules")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Rule::read(&format!("rules[{i}]"), v, false))
-            .collect::<Result<Vec<_>, String>>()?;
-        let default_rule = match o.get("default_rule") {
-            None => None,
-            Some(v) => Some(Rule::read("default_rule", v, true)?),
-        };
-        let config = RateLimitConfig {
-            domain: o.string("domain")?.unwrap_or_else(|| "default".to_owned()),
-            rules,
-            default_rule,
-            max_keys: small(&mut o, "max_keys")?.unwrap_or(10_000),
-            on_key_limit: o
-                .choice(
-                    "on_key_limit",
-                    &[
-                        ("overflow_bucket", KeyLimitPolicy::OverflowBucket),
-                        ("deny", KeyLimitPolicy::Deny),
-                        ("allow", KeyLimitPolicy::Allow),
-                    ],
-                )?
-                .unwrap_or_default(),
-            idle_timeout_ms: o.uint("idle_timeout_ms", u64::from(u32::MAX))?.unwrap_or(60_000),
-            sweep_interval_ms: o.uint("sweep_interval_ms", u64::from(u32::MAX))?.unwrap_or(1_000),
-            sweep_batch: small(&mut o, "sweep_batch")?.unwrap_or(128),
-            max_cas_retries: small(&mut o, "max_cas_retries")?.unwrap_or(64),
-            on_cas_exhausted: o
-                .choice("on_cas_exhausted", &[("allow", ExhaustedPolicy::Allow), ("deny", ExhaustedPolicy::Deny)])?
-                .unwrap_or_default(),
-            shadow_mode: o.boolean("shadow_mode")?.unwrap_or(false),
-            shadow_header: o.string("shadow_header")?.unwrap_or_else(|| "x-ratelimit-shadow".to_owned()),
-            response_headers: o.boolean("response_headers")?.unwrap_or(true),
-            log_level: o
-                .choice(
-                    "log_level",
-                    &[
-                        ("trace", LogLevel::Trace),
-                        ("debug", LogLevel::Debug),
-                        ("info", LogLevel::Info),
-                        ("warn", LogLevel::Warn),
-                        ("error", LogLevel::Error),
-                    ],
-                )?
-                .unwrap_or_default(),
-        };
-        o.finish()?;
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let config: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| describe(&e))?;
+        de.end().map_err(|e| format!("invalid JSON: {e}"))?;
         config.validate()?;
         Ok(config)
     }
@@ -363,6 +333,12 @@ impl RateLimitConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            rule.validate(&format!("rules[{i}]"), false)?;
+        }
+        if let Some(rule) = &self.default_rule {
+            rule.validate("default_rule", true)?;
+        }
         if self.rules.is_empty() && self.default_rule.is_none() {
             return Err(invalid("rules", "must not be empty when there is no `default_rule`"));
         }
@@ -451,18 +427,35 @@ mod tests {
     #[test]
     fn rejects_unknown_key_source() {
         let e = err(r#"{"default_rule": {"name": "a", "rate": 1, "key": [{"source": "cookie"}]}}"#);
-        assert!(e.contains("field `default_rule.key[0].source` has unknown key source `cookie`"), "{e}");
+        assert!(e.contains("field `default_rule.key[0].source`: unknown variant `cookie`"), "{e}");
+        assert!(e.contains("expected one of `header`, `client_address`, `path`, `method`"), "{e}");
+        let e = err(r#"{"rules": [{"name": "a", "rate": 1, "key": [{"source": "path"}, {"source": 5}]}]}"#);
+        assert!(e.contains("field `rules[0].key[1].source`"), "{e}");
         let e = err(r#"{"default_rule": {"name": "a", "rate": 1, "key": [{"source": "path", "name": "x"}]}}"#);
-        assert!(e.contains("unknown field `name` in `default_rule.key[0]`"), "{e}");
+        assert!(e.contains("field `default_rule.key[0]`: unknown field `name`"), "{e}");
         let e = err(r#"{"default_rule": {"name": "a", "rate": 1, "key": [{"source": "header"}]}}"#);
-        assert!(e.contains("field `default_rule.key[0].name` is required"), "{e}");
+        assert!(e.contains("field `default_rule.key[0]`: missing field `name`"), "{e}");
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1, "key": [{"name": "x"}]}}"#);
+        assert!(e.contains("field `default_rule.key[0]`: missing field `source`"), "{e}");
     }
 
     #[test]
     fn rejects_unknown_fields() {
         assert!(err(r#"{"default_rule": {"name": "a", "rate": 1}, "burst": 3}"#).contains("unknown field `burst`"));
         let e = err(r#"{"default_rule": {"name": "a", "rate": 1, "rat": 2}}"#);
-        assert!(e.contains("unknown field `rat`"), "{e}");
+        assert!(e.contains("field `default_rule.rat`: unknown field `rat`"), "{e}");
+        let e = err(r#"{"rules": [{"name": "a", "rate": 1, "match": {"headers": [{"name": "x", "valu": "y"}]}}]}"#);
+        assert!(e.contains("field `rules[0].match.headers[0].valu`: unknown field `valu`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_duplicate_fields() {
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1, "rate": 2}}"#);
+        assert!(e.contains("field `default_rule`: duplicate field `rate`"), "{e}");
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1}, "max_keys": 1, "max_keys": 2}"#);
+        assert!(e.contains("duplicate field `max_keys` at the top level"), "{e}");
+        let e = err(r#"{"rules": [{"name": "a", "rate": 1, "key": [{"source": "path", "source": "path"}]}]}"#);
+        assert!(e.contains("field `rules[0].key[0]`: duplicate field `source`"), "{e}");
     }
 
     #[test]
@@ -485,14 +478,43 @@ mod tests {
 
     #[test]
     fn rejects_wrong_types_and_bad_json() {
-        assert!(err(r#"{"default_rule": {"name": "a", "rate": "5"}}"#).contains("field `default_rule.rate` must be"));
-        assert!(err(r#"{"default_rule": {"name": "a", "rate": 1.5}}"#).contains("default_rule.rate"));
-        assert!(err(r#"{"default_rule": {"name": "a", "rate": 1, "unit": "week"}}"#).contains("unknown value `week`"));
-        assert!(err(r#"{"default_rule": {"name": "a"}}"#).contains("field `default_rule.rate` is required"));
-        assert!(err(r#"{"default_rule": {"name": "a", "rate": 1}, "shadow_mode": 1}"#).contains("shadow_mode"));
-        assert!(err(r#"{"rules": {}}"#).contains("field `rules` must be an array"));
-        assert!(err(r#"{"default_rule": "#).starts_with("invalid ratelimit configuration: invalid JSON at byte"));
-        assert!(err(r#"[]"#).contains("must be an object"));
+        let e = err(r#"{"default_rule": {"name": "a", "rate": "5"}}"#);
+        assert_eq!(
+            e,
+            r#"invalid ratelimit configuration: field `default_rule.rate`: invalid type: string "5", expected u32"#
+        );
+        assert!(
+            err(r#"{"default_rule": {"name": "a", "rate": 1.5}}"#).contains("field `default_rule.rate`: invalid type")
+        );
+        assert!(
+            err(r#"{"default_rule": {"name": "a", "rate": -1}}"#).contains("field `default_rule.rate`: invalid value")
+        );
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1, "unit": "week"}}"#);
+        assert!(e.contains("field `default_rule.unit`: unknown variant `week`"), "{e}");
+        assert!(err(r#"{"default_rule": {"name": "a"}}"#).contains("field `default_rule`: missing field `rate`"));
+        assert!(err(r#"{"default_rule": {"name": "a", "rate": 1}, "shadow_mode": 1}"#).contains("field `shadow_mode`"));
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1}, "idle_timeout_ms": 5000000000}"#);
+        assert!(e.contains("field `idle_timeout_ms`: invalid value"), "{e}");
+        assert!(err(r#"{"rules": {}}"#).contains("field `rules`: invalid type: map, expected a sequence"));
+        let e = err(r#"{"default_rule": "#);
+        assert_eq!(
+            e,
+            "invalid ratelimit configuration: field `default_rule`: EOF while parsing a value at line 1 column 17"
+        );
+        assert!(
+            err(r#"{"default_rule" 1}"#).starts_with("invalid ratelimit configuration: invalid JSON: expected `:`")
+        );
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1}} x"#);
+        assert!(e.contains("invalid JSON: trailing characters at line 1"), "{e}");
+        assert!(err(r#""x""#).contains("invalid type: string \"x\", expected struct RateLimitConfig"));
+    }
+
+    #[test]
+    fn null_is_absent_only_for_optional_fields() {
+        let c = RateLimitConfig::parse(br#"{"default_rule": {"name": "a", "rate": 1, "burst": null, "match": null}}"#);
+        assert_eq!(c.unwrap().default_rule.unwrap().burst, None);
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1}, "max_keys": null}"#);
+        assert!(e.contains("field `max_keys`: invalid type: null, expected u32"), "{e}");
     }
 
     #[test]

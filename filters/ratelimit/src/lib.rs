@@ -2,7 +2,6 @@
 //! Bucket state lives in proxy-wasm shared data, so every Envoy worker thread sees the same buckets.
 pub mod bucket;
 pub mod config;
-pub mod json;
 pub mod limiter;
 pub mod matcher;
 pub mod store;
@@ -174,7 +173,7 @@ impl RootContext for RateLimitRoot {
         let ns = Namespace::new(&config.domain);
         let limits = Limits {
             layout: Layout { max_keys: config.max_keys },
-            idle_ns: config.idle_timeout_ms.saturating_mul(1_000_000),
+            idle_ns: u64::from(config.idle_timeout_ms).saturating_mul(1_000_000),
             max_attempts: config.max_cas_retries,
             on_key_limit: config.on_key_limit,
             on_exhausted: config.on_cas_exhausted,
@@ -186,7 +185,7 @@ impl RootContext for RateLimitRoot {
             limits.layout.groups(),
             created
         );
-        self.set_tick_period(Duration::from_millis(config.sweep_interval_ms));
+        self.set_tick_period(Duration::from_millis(u64::from(config.sweep_interval_ms)));
         // Workers start their sweeps at different places, so together they cover the table sooner.
         self.sweep_cursor = u32::try_from(now_ns() % u64::from(limits.layout.groups())).unwrap_or(0);
         let metrics = Metrics::define(&config);

@@ -16,23 +16,20 @@ class Admin:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    def request(self, method: str, path: str, timeout: float = 5.0) -> tuple[int, str]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            conn.request("GET", path)
+            conn.request(method, path)
             resp = conn.getresponse()
             return resp.status, resp.read().decode("utf-8", "replace")
         finally:
             conn.close()
 
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+        return self.request("GET", path, timeout)
+
     def post(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            conn.request("POST", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read().decode("utf-8", "replace")
-        finally:
-            conn.close()
+        return self.request("POST", path, timeout)
 
     def is_ready(self) -> bool:
         try:
