@@ -62,7 +62,7 @@ def test_cli_reports_diff_logs_and_junit(tmp_path):
 
 def test_pytest_plugin_collects_and_explains(tmp_path, pytester):
     root = filter_copy(tmp_path, FAILING)
-    result = pytester.runpytest(str(root), "-p", "no:cacheprovider")
+    result = pytester.runpytest(str(root), "-p", "no:cacheprovider", "--wasmfilter-backend", "process")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*scenario case 'wrong expectations' (cases.yaml) failed:*",
                                  "*status: expected 200, got 401*", "*filter log:*", "*Envoy log tail:*"])
