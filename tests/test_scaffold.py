@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -35,6 +36,18 @@ def reference_files(template: str) -> dict[str, bytes]:
         if any(p.startswith(".") or p == "__pycache__" for p in rel.parts) or path.suffix == ".pyc":
             continue
         out[rel.as_posix()] = path.read_bytes()
+    return out
+
+
+def vendored_common() -> dict[str, bytes]:
+    """filters/common, the shared crate every project vendors as common/: all of it, Cargo.toml included."""
+    crate = FILTERS / "common"
+    out = {}
+    for path in sorted(crate.rglob("*")):
+        rel = path.relative_to(crate)
+        if not path.is_file() or rel.parts[0] in {"target", "Cargo.lock"} or any(p.startswith(".") for p in rel.parts):
+            continue
+        out[f"common/{rel.as_posix()}"] = path.read_bytes()
     return out
 
 
@@ -78,10 +91,20 @@ def test_generated_project_is_the_reference_plus_documented_renames(template, tm
     files = generated(dest)
     ref = reference_files(template)
     extra = {f"examples/{NEW}.plugin-config.json"}
-    assert set(files) == set(ref) | SCAFFOLD_FILES | extra
+    common = vendored_common()
+    assert "common/Cargo.toml" in common and "common/src/lib.rs" in common
+    assert set(files) == set(ref) | SCAFFOLD_FILES | extra | set(common)
     assert {f.path.as_posix() for f in result.files} == set(files)
     for rel, data in ref.items():
         assert files[rel] == expected_copy(template, rel, data, NEW), f"{rel} drifted from filters/{template}/{rel}"
+    # The shared crate is vendored exactly (no renames), and the project depends on that copy by path.
+    for rel, data in common.items():
+        assert files[rel] == data, f"{rel} drifted from filters/{rel}"
+    cargo_toml = tomllib.loads(files["Cargo.toml"].decode())
+    assert cargo_toml["dependencies"]["wasmfilter-common"] == {"path": "common"}
+    def inherits(table: object) -> bool:  # any `x.workspace = true` / `x = { workspace = true }`
+        return isinstance(table, dict) and ("workspace" in table or any(inherits(v) for v in table.values()))
+    assert not inherits(tomllib.loads(files["common/Cargo.toml"].decode())), "common/Cargo.toml must be standalone"
     # The renames really happened: no reference name or metric prefix is left where the new name belongs.
     manifest = load_manifest(dest)
     assert manifest.name == NEW and manifest.effective_root_id == NEW
@@ -155,6 +178,35 @@ def test_workflow_builds_tests_and_uploads_junit(tmp_path):
     assert upload and upload[0]["with"]["path"] == "report.xml" and upload[0]["if"] == "always()"
     assert "${{ runner.os }}" in text  # GitHub expressions survive jinja ({% raw %})
     assert (tmp_path / NEW / ".gitignore").read_text().startswith("# Build output")
+
+
+def _filters_with_common(tmp_path: Path, *, dep_path: str = "common", common_toml: str | None = None) -> Path:
+    """A copy of filters/ (blank + common only) whose workspace or shared crate is altered."""
+    filters = tmp_path / "filters"
+    shutil.copytree(FILTERS / "blank", filters / "blank", ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(FILTERS / "common", filters / "common", ignore=shutil.ignore_patterns("target"))
+    workspace = (FILTERS / "Cargo.toml").read_text()
+    assert 'wasmfilter-common = { path = "common" }' in workspace
+    (filters / "Cargo.toml").write_text(workspace.replace('wasmfilter-common = { path = "common" }',
+                                                          f'wasmfilter-common = {{ path = "{dep_path}" }}'))
+    if common_toml is not None:
+        (filters / "common" / "Cargo.toml").write_text(common_toml)
+    return filters
+
+
+@pytest.mark.parametrize("dep_path, common_toml, why", [
+    ("../elsewhere", None, "outside filters/"),
+    ("common", (FILTERS / "common" / "Cargo.toml").read_text().replace('edition = "2024"', "edition.workspace = true"),
+     "inherits from the workspace"),
+])
+def test_a_shared_crate_that_cannot_be_vendored_is_refused_and_nothing_is_written(tmp_path, dep_path, common_toml,
+                                                                                   why):
+    filters = _filters_with_common(tmp_path, dep_path=dep_path, common_toml=common_toml)
+    dest = tmp_path / "out"
+    with pytest.raises(scaffold.TemplateError) as e:
+        scaffold.new("blank", NEW, dest, filters_dir=filters)
+    assert why in e.value.problem and "\n" not in str(e.value)
+    assert not dest.exists()
 
 
 def test_no_filter_code_lives_in_templates():
@@ -262,7 +314,7 @@ def test_dry_run_lists_files_and_writes_nothing(tmp_path):
     listed = {line.split("would write ", 1)[1] for line in result.stdout.splitlines() if "would write " in line}
     assert str(tmp_path / "gate" / "Cargo.toml") in listed
     assert str(tmp_path / "gate" / "src" / "lib.rs") in listed
-    assert len(listed) == len(reference_files("auth")) + len(SCAFFOLD_FILES) + 1
+    assert len(listed) == len(reference_files("auth")) + len(SCAFFOLD_FILES) + len(vendored_common()) + 1
     assert not any(tmp_path.iterdir())
 
 

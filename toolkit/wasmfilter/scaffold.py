@@ -9,6 +9,11 @@ target/ and dot-files) byte for byte, applying only these renames to UTF-8 text 
      `wasmfilter_auth.allowed` or `const PREFIX: &str = "wasmfilter_routing"`) becomes `<name>` with underscores
      for hyphens, so the new filter's counters (`wasmcustom.<name>.*` in Envoy) never mix with the reference's.
 
+Shared crates (filters/common): a workspace dependency with a `path` (`wasmfilter-common = { path = "common" }`)
+is vendored: that crate's directory is copied byte for byte, Cargo.toml included, to the same path in the project
+(`<project>/common/`), and the rendered Cargo.toml keeps `path = "common"`. Such a crate's Cargo.toml must not
+inherit anything from the workspace.
+
 Only what really varies is a jinja2 file, in templates/scaffold/: Cargo.toml (the reference crate's manifest with
 the workspace-inherited package fields, dependencies, lints and release profile spelled out), README.md, .gitignore,
 the CI workflow and the example plugin configuration. The workspace's clippy.toml and Cargo.lock are copied as they
@@ -158,6 +163,7 @@ def plan(template: Template, name: str, *, templates_dir: Path | None = None,
     if not scaffold_dir.is_dir():
         raise TemplateError(f"the scaffold templates are missing ({scaffold_dir})", fix="reinstall wasmfilter")
     cargo = _cargo_context(template, filters_root)
+    vendored = cargo.pop("vendored")
     validate_name(name, forbidden=set(cargo["dependencies"]) | set(cargo["dev_dependencies"]))
 
     files: dict[PurePosixPath, PlannedFile] = {}
@@ -169,6 +175,8 @@ def plan(template: Template, name: str, *, templates_dir: Path | None = None,
             continue
         data = rename(data, rel, template.name, name)
         files[rel] = PlannedFile(rel, data, f"copied from {template.crate_dir.name}/{rel}", _is_exec(src))
+    for shared_crate in vendored:
+        files.update(_vendor(filters_root, shared_crate))
 
     context = {
         "name": name,
@@ -288,10 +296,13 @@ def _cargo_context(template: Template, filters_root: Path) -> dict[str, Any]:
             value = ws_package[key]
         package[key] = value
 
+    vendored: list[str] = []  # workspace path dependencies (shared crates), copied into the project
+
     def deps(table: dict[str, Any]) -> dict[str, Any]:
         resolved = {}
         for dep, spec in table.items():
-            if isinstance(spec, dict) and spec.get("workspace") is True:
+            inherited = isinstance(spec, dict) and spec.get("workspace") is True
+            if inherited:
                 if dep not in ws_deps:
                     raise TemplateError(f"template '{template.name}': dependency '{dep}' is inherited from a "
                                         "workspace that does not define it", fix="fix filters/Cargo.toml")
@@ -301,7 +312,9 @@ def _cargo_context(template: Template, filters_root: Path) -> dict[str, Any]:
                 if "features" in extra:
                     extra["features"] = list(dict.fromkeys([*base.get("features", []), *extra["features"]]))
                 spec = {**base, **extra}
-            if isinstance(spec, dict) and "path" in spec:
+            if isinstance(spec, dict) and spec.get("path") is not None and inherited:
+                vendored.append(_vendored_dir(template, dep, spec["path"], filters_root))
+            elif isinstance(spec, dict) and "path" in spec:
                 raise TemplateError(f"template '{template.name}': dependency '{dep}' is a path dependency, which "
                                     "a standalone project cannot reach", fix="publish it or inline it")
             if isinstance(spec, dict) and list(spec) == ["version"]:
@@ -332,7 +345,36 @@ def _cargo_context(template: Template, filters_root: Path) -> dict[str, Any]:
         "build_dependencies": deps(crate.get("build-dependencies", {})),
         "lints": lints,
         "profiles": profiles,
+        "vendored": list(dict.fromkeys(vendored)),
     }
+
+
+def _vendored_dir(template: Template, dep: str, path: Any, filters_root: Path) -> str:
+    """A workspace path dependency the project can vendor: a crate directly in filters/ whose Cargo.toml inherits
+    nothing from the workspace (it is copied verbatim). Returns its directory name (= its path in the project)."""
+    rel = PurePosixPath(str(path))
+    crate = filters_root / str(path)
+    if len(rel.parts) != 1 or rel.parts[0] in {".", ".."} or not (crate / "Cargo.toml").is_file():
+        raise TemplateError(f"template '{template.name}': dependency '{dep}' is a path dependency outside "
+                            "filters/, which a standalone project cannot reach",
+                            fix="make it a crate directly in filters/ (like filters/common)")
+    text = (crate / "Cargo.toml").read_text()
+    if re.search(r"(?m)^\s*[\w.-]*\bworkspace\s*=\s*true|\.workspace\s*=", text):
+        raise TemplateError(f"template '{template.name}': the shared crate filters/{rel} inherits from the "
+                            "workspace, so it cannot be copied into a standalone project",
+                            fix=f"spell out the inherited fields in filters/{rel}/Cargo.toml")
+    return rel.as_posix()
+
+
+def _vendor(filters_root: Path, rel: str) -> dict[PurePosixPath, PlannedFile]:
+    """The shared crate filters/REL, byte for byte (its Cargo.toml too, not its build output), as REL/**."""
+    root = filters_root / rel
+    found = [(PurePosixPath("Cargo.toml"), root / "Cargo.toml"), *_walk(root)]
+    out = {}
+    for sub_rel, src in found:
+        target = PurePosixPath(rel) / sub_rel
+        out[target] = PlannedFile(target, src.read_bytes(), f"copied from filters/{rel}/{sub_rel}", _is_exec(src))
+    return out
 
 
 def _lock_closure(lock_file: Path, root: str) -> set[str] | None:

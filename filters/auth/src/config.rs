@@ -129,16 +129,8 @@ pub enum Require {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    #[default]
-    Info,
-    Warn,
-    Error,
-}
+/// `log_level`: lower-case names, `info` when absent (shared by every filter).
+pub use wasmfilter_common::LogLevel;
 
 fn default_key_header() -> String {
     "x-api-key".to_owned()

@@ -6,11 +6,12 @@ pub mod path;
 pub mod policy;
 pub mod rules;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
+use wasmfilter_common::configured;
+use wasmfilter_common::metrics::{bump, counter};
 
 use crate::policy::{Denial, Outcome, Policy, Reason, Request};
 
@@ -31,7 +32,6 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Self {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0);
         Metrics {
             allowed: counter("wasmfilter_auth.allowed"),
             public: counter("wasmfilter_auth.public"),
@@ -40,15 +40,9 @@ impl Metrics {
         }
     }
 
-    fn bump(id: u32) {
-        if id != 0 {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
-    }
-
     fn bump_reason(&self, reason: Reason) {
         if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
-            Self::bump(self.reasons.get(i).copied().unwrap_or(0));
+            bump(self.reasons.get(i).copied().unwrap_or(0));
         }
     }
 }
@@ -64,18 +58,11 @@ impl Context for AuthRoot {}
 impl RootContext for AuthRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        match Policy::parse(&raw) {
-            Ok(policy) => {
-                proxy_wasm::set_log_level(to_host_level(policy.config.log_level));
-                self.metrics = Rc::new(Metrics::define());
-                self.policy = Some(Rc::new(policy));
-                true
-            }
-            Err(e) => {
-                log::error!("{e}");
-                false
-            }
-        }
+        let Some(policy) = configured(Policy::parse(&raw)) else { return false };
+        proxy_wasm::set_log_level(policy.config.log_level.to_host());
+        self.metrics = Rc::new(Metrics::define());
+        self.policy = Some(Rc::new(policy));
+        true
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -85,16 +72,6 @@ impl RootContext for AuthRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let policy = self.policy.clone()?;
         Some(Box::new(AuthRequest { policy, metrics: Rc::clone(&self.metrics) }))
-    }
-}
-
-fn to_host_level(level: config::LogLevel) -> LogLevel {
-    match level {
-        config::LogLevel::Trace => LogLevel::Trace,
-        config::LogLevel::Debug => LogLevel::Debug,
-        config::LogLevel::Info => LogLevel::Info,
-        config::LogLevel::Warn => LogLevel::Warn,
-        config::LogLevel::Error => LogLevel::Error,
     }
 }
 
@@ -111,7 +88,7 @@ impl AuthRequest {
     }
 
     fn deny(&self, denial: &Denial) -> Action {
-        Metrics::bump(self.metrics.denied);
+        bump(self.metrics.denied);
         self.metrics.bump_reason(denial.reason);
         let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
         headers.extend(denial.challenges.iter().map(|c| ("www-authenticate", *c)));
@@ -122,11 +99,7 @@ impl AuthRequest {
 
 impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        #[cfg(feature = "test-panic")]
-        #[allow(clippy::panic)]
-        if self.get_http_request_header("x-wasmfilter-panic").is_some() {
-            panic!("panic requested by x-wasmfilter-panic (test-panic build)");
-        }
+        wasmfilter_common::test_panic!(self);
         let headers = self.get_http_request_headers();
         // Never trust an identity or claim header the client sent itself.
         for name in self.policy.owned_headers() {
@@ -138,10 +111,10 @@ impl HttpContext for AuthRequest {
         match self.policy.evaluate(&request, self.now()) {
             Outcome::Allow { public, identity, headers } => {
                 if public {
-                    Metrics::bump(self.metrics.public);
+                    bump(self.metrics.public);
                     log::debug!("allowed {method} on a public route");
                 } else {
-                    Metrics::bump(self.metrics.allowed);
+                    bump(self.metrics.allowed);
                     log::debug!("allowed {method} as {}", identity.as_deref().unwrap_or("(no identity claim)"));
                 }
                 for (name, value) in &headers {

@@ -1,10 +1,11 @@
 //! proxy-wasm layer: reads the configuration once, sets one response header on every response.
 pub mod config;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
+use wasmfilter_common::configured;
+use wasmfilter_common::metrics::{bump, counter};
 
 use crate::config::BlankConfig;
 
@@ -22,13 +23,7 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Self {
-        Metrics { responses: hostcalls::define_metric(MetricType::Counter, "wasmfilter_blank.responses").unwrap_or(0) }
-    }
-
-    fn bump(id: u32) {
-        if id != 0 {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+        Metrics { responses: counter("wasmfilter_blank.responses") }
     }
 }
 
@@ -43,17 +38,10 @@ impl Context for BlankRoot {}
 impl RootContext for BlankRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        match BlankConfig::parse(&raw) {
-            Ok(config) => {
-                self.metrics = Metrics::define();
-                self.config = Some(Rc::new(config));
-                true
-            }
-            Err(e) => {
-                log::error!("{e}");
-                false
-            }
-        }
+        let Some(config) = configured(BlankConfig::parse(&raw)) else { return false };
+        self.metrics = Metrics::define();
+        self.config = Some(Rc::new(config));
+        true
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -75,18 +63,14 @@ impl Context for BlankRequest {}
 
 impl HttpContext for BlankRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        #[cfg(feature = "test-panic")]
-        #[allow(clippy::panic)]
-        if self.get_http_request_header("x-wasmfilter-panic").is_some() {
-            panic!("panic requested by x-wasmfilter-panic (test-panic build)");
-        }
+        wasmfilter_common::test_panic!(self);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // Replace, never append: an upstream copy of the header must not survive next to ours.
         self.set_http_response_header(&self.config.header, Some(&self.config.value));
-        Metrics::bump(self.metrics.responses);
+        bump(self.metrics.responses);
         Action::Continue
     }
 }

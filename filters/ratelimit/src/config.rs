@@ -212,16 +212,8 @@ pub enum ExhaustedPolicy {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    #[default]
-    Info,
-    Warn,
-    Error,
-}
+/// `log_level`: lower-case names, `info` when absent (shared by every filter).
+pub use wasmfilter_common::LogLevel;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);

@@ -9,9 +9,11 @@ pub mod table;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
+use wasmfilter_common::configured;
+use wasmfilter_common::metrics::{add, counter};
 
 use crate::config::{RateLimitConfig, Rule};
 use crate::limiter::{Decision, Limits, Namespace, Via};
@@ -88,16 +90,6 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn counter(name: &str) -> u32 {
-    hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
-}
-
-fn bump(id: u32, by: u32) {
-    if id != 0 && by != 0 {
-        let _ = hostcalls::increment_metric(id, i64::from(by));
-    }
-}
-
 #[derive(Clone, Copy, Default)]
 struct RuleMetrics {
     allowed: u32,
@@ -162,14 +154,8 @@ impl Context for RateLimitRoot {}
 impl RootContext for RateLimitRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        let config = match RateLimitConfig::parse(&raw) {
-            Ok(config) => config,
-            Err(e) => {
-                log::error!("{e}");
-                return false;
-            }
-        };
-        proxy_wasm::set_log_level(to_host_level(config.log_level));
+        let Some(config) = configured(RateLimitConfig::parse(&raw)) else { return false };
+        proxy_wasm::set_log_level(config.log_level.to_host());
         let ns = Namespace::new(&config.domain);
         let limits = Limits {
             layout: Layout { max_keys: config.max_keys },
@@ -199,7 +185,7 @@ impl RootContext for RateLimitRoot {
         let Some(p) = &self.plugin else { return };
         let swept = limiter::sweep(store(), &p.ns, &p.limits, self.sweep_cursor, p.config.sweep_batch, now_ns());
         self.sweep_cursor = swept.next;
-        bump(p.metrics.swept, swept.removed);
+        add(p.metrics.swept, swept.removed);
         if swept.removed > 0 {
             log::debug!("swept {} idle keys", swept.removed);
         }
@@ -212,16 +198,6 @@ impl RootContext for RateLimitRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let plugin = self.plugin.clone()?;
         Some(Box::new(RateLimitRequest { plugin, answer: None }))
-    }
-}
-
-fn to_host_level(level: config::LogLevel) -> LogLevel {
-    match level {
-        config::LogLevel::Trace => LogLevel::Trace,
-        config::LogLevel::Debug => LogLevel::Debug,
-        config::LogLevel::Info => LogLevel::Info,
-        config::LogLevel::Warn => LogLevel::Warn,
-        config::LogLevel::Error => LogLevel::Error,
     }
 }
 
@@ -257,8 +233,8 @@ impl RateLimitRequest {
 
     fn limit(&self, rule: &Rule, rule_index: usize, decision: &Decision) -> Action {
         let p = &self.plugin;
-        bump(p.metrics.limited, 1);
-        bump(p.metrics.rules.get(rule_index).map_or(0, |m| m.limited), 1);
+        add(p.metrics.limited, 1);
+        add(p.metrics.rules.get(rule_index).map_or(0, |m| m.limited), 1);
         log::debug!("rate limited by rule {} (retry after {} ms)", rule.name, decision.retry_after_ns / 1_000_000);
         let headers = decision.headers();
         let mut pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -271,11 +247,7 @@ impl RateLimitRequest {
 
 impl HttpContext for RateLimitRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        #[cfg(feature = "test-panic")]
-        #[allow(clippy::panic)]
-        if self.get_http_request_header("x-wasmfilter-panic").is_some() {
-            panic!("panic requested by x-wasmfilter-panic (test-panic build)");
-        }
+        wasmfilter_common::test_panic!(self);
         let plugin = Rc::clone(&self.plugin);
         let view = self.view();
         let Some(rule) = matcher::select(&plugin.config, &view) else { return Action::Continue };
@@ -283,29 +255,29 @@ impl HttpContext for RateLimitRequest {
         let key = matcher::key_for(rule, &view);
         let decision = limiter::check(store(), &plugin.ns, &plugin.limits, &rule.name, &rule.bucket(), &key, now_ns());
         let m = &plugin.metrics;
-        bump(m.cas_conflicts, decision.conflicts);
+        add(m.cas_conflicts, decision.conflicts);
         match decision.via {
             Via::Exhausted => {
-                bump(m.cas_exhausted, 1);
+                add(m.cas_exhausted, 1);
                 log::warn!(
                     "rule {}: shared bucket contended past max_cas_retries; on_cas_exhausted decided",
                     rule.name
                 );
             }
-            Via::Overflow | Via::KeyLimit => bump(m.overflow, 1),
+            Via::Overflow | Via::KeyLimit => add(m.overflow, 1),
             Via::Key => {}
         }
         let rule_metrics = m.rules.get(rule_index).copied().unwrap_or_default();
         if decision.allowed {
-            bump(m.allowed, 1);
-            bump(rule_metrics.allowed, 1);
+            add(m.allowed, 1);
+            add(rule_metrics.allowed, 1);
             log::debug!("allowed by rule {} ({} left)", rule.name, decision.remaining);
             self.answer = Some(Answer { decision, shadow_limited: false });
             return Action::Continue;
         }
         if rule.shadow.unwrap_or(plugin.config.shadow_mode) {
-            bump(m.shadow_limited, 1);
-            bump(rule_metrics.shadow_limited, 1);
+            add(m.shadow_limited, 1);
+            add(rule_metrics.shadow_limited, 1);
             log::info!("shadow mode: rule {} would limit this request; letting it through", rule.name);
             self.answer = Some(Answer { decision, shadow_limited: true });
             return Action::Continue;

@@ -116,16 +116,8 @@ pub enum NoKeyPolicy {
     Random,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    #[default]
-    Info,
-    Warn,
-    Error,
-}
+/// `log_level`: lower-case names, `info` when absent (shared by every filter).
+pub use wasmfilter_common::LogLevel;
 
 fn default_cluster_header() -> String {
     "x-wasmfilter-cluster".to_owned()

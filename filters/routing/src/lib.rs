@@ -8,10 +8,12 @@ pub mod split;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
+use wasmfilter_common::configured;
+use wasmfilter_common::metrics::{bump, counter};
 
 use crate::config::RoutingConfig;
 use crate::request::RequestView;
@@ -25,16 +27,6 @@ proxy_wasm::main! {{
 }}
 
 const PREFIX: &str = "wasmfilter_routing";
-
-fn counter(name: &str) -> u32 {
-    hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
-}
-
-fn bump(id: u32) {
-    if id != 0 {
-        let _ = hostcalls::increment_metric(id, 1);
-    }
-}
 
 /// Counter ids: per rule, per split target of each rule, default route, stripped client cluster headers.
 #[derive(Default)]
@@ -86,19 +78,12 @@ impl RootContext for RoutingRoot {
             let router = Router::build(&config, self.seed())?;
             Ok((config, router))
         });
-        match built {
-            Ok((config, router)) => {
-                proxy_wasm::set_log_level(to_host_level(config.log_level));
-                log::info!("routing configured: {} rule(s), cluster header `{}`", router.rules.len(), router.cluster_header);
-                let metrics = Metrics::define(&router);
-                self.state = Some(Rc::new(State { router, metrics, clear_failed: Cell::new(false) }));
-                true
-            }
-            Err(e) => {
-                log::error!("{e}");
-                false
-            }
-        }
+        let Some((config, router)) = configured(built) else { return false };
+        proxy_wasm::set_log_level(config.log_level.to_host());
+        log::info!("routing configured: {} rule(s), cluster header `{}`", router.rules.len(), router.cluster_header);
+        let metrics = Metrics::define(&router);
+        self.state = Some(Rc::new(State { router, metrics, clear_failed: Cell::new(false) }));
+        true
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -122,16 +107,6 @@ impl RoutingRoot {
     }
 }
 
-fn to_host_level(level: config::LogLevel) -> LogLevel {
-    match level {
-        config::LogLevel::Trace => LogLevel::Trace,
-        config::LogLevel::Debug => LogLevel::Debug,
-        config::LogLevel::Info => LogLevel::Info,
-        config::LogLevel::Warn => LogLevel::Warn,
-        config::LogLevel::Error => LogLevel::Error,
-    }
-}
-
 struct RoutingRequest {
     state: Rc<State>,
 }
@@ -140,11 +115,7 @@ impl Context for RoutingRequest {}
 
 impl HttpContext for RoutingRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        #[cfg(feature = "test-panic")]
-        #[allow(clippy::panic)]
-        if self.get_http_request_header("x-wasmfilter-panic").is_some() {
-            panic!("panic requested by x-wasmfilter-panic (test-panic build)");
-        }
+        wasmfilter_common::test_panic!(self);
         let state = Rc::clone(&self.state);
         let router = &state.router;
         let mut changed = false;

@@ -1,0 +1,74 @@
+//! The `log_level` configuration setting every filter accepts: lower-case names, `info` when absent.
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The host's log level (`proxy_wasm::set_log_level(level.to_host())`).
+    pub fn to_host(self) -> proxy_wasm::types::LogLevel {
+        use proxy_wasm::types::LogLevel as Host;
+        match self {
+            LogLevel::Trace => Host::Trace,
+            LogLevel::Debug => Host::Debug,
+            LogLevel::Info => Host::Info,
+            LogLevel::Warn => Host::Warn,
+            LogLevel::Error => Host::Error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogLevel;
+    use proxy_wasm::types::LogLevel as Host;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        #[serde(default)]
+        log_level: LogLevel,
+    }
+
+    fn parse(json: &str) -> Result<LogLevel, serde_json::Error> {
+        serde_json::from_str::<Config>(json).map(|c| c.log_level)
+    }
+
+    #[test]
+    fn names_are_lower_case_and_default_is_info() {
+        assert_eq!(parse("{}").ok(), Some(LogLevel::Info));
+        assert_eq!(LogLevel::default(), LogLevel::Info);
+        for (name, level) in [("trace", LogLevel::Trace), ("debug", LogLevel::Debug), ("info", LogLevel::Info),
+                              ("warn", LogLevel::Warn), ("error", LogLevel::Error)] {
+            assert_eq!(parse(&format!(r#"{{"log_level":"{name}"}}"#)).ok(), Some(level), "{name}");
+        }
+    }
+
+    #[test]
+    fn other_spellings_are_refused_with_the_variants() {
+        for bad in [r#""INFO""#, r#""Info""#, r#""warning""#, "3", "null"] {
+            let err = parse(&format!(r#"{{"log_level":{bad}}}"#));
+            assert!(err.is_err(), "{bad} accepted");
+        }
+        let msg = parse(r#"{"log_level":"loud"}"#).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("unknown variant `loud`") && msg.contains("`trace`, `debug`, `info`, `warn`, `error`"),
+                "{msg}");
+    }
+
+    #[test]
+    fn each_level_maps_to_the_same_host_level() {
+        let pairs = [(LogLevel::Trace, Host::Trace), (LogLevel::Debug, Host::Debug), (LogLevel::Info, Host::Info),
+                     (LogLevel::Warn, Host::Warn), (LogLevel::Error, Host::Error)];
+        for (level, host) in pairs {
+            assert_eq!(level.to_host() as u32, host as u32, "{level:?}");
+        }
+    }
+}
