@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,3 +90,13 @@ def frozen_auth_build(pytestconfig, tmp_path_factory):
     frozen = tmp_path_factory.mktemp("auth-build") / "auth.wasm"
     shutil.copyfile(auth_build.wasm, frozen)
     return dataclasses.replace(auth_build, wasm=frozen, sha256=hashlib.sha256(frozen.read_bytes()).hexdigest())
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET URL: status, lower-cased headers, body (an HTTP error status is returned, not raised)."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()

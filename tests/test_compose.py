@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import http_get as _get, REPO
 from wasmfilter import compose, images
 from wasmfilter.envoy import container
 
@@ -70,15 +70,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def _post(url: str) -> int:

@@ -5,27 +5,16 @@ removed at stop."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.conftest import AUTH
+from tests.conftest import http_get as _get, AUTH
 from wasmfilter import harness, images
 from wasmfilter.envoy import container
 from wasmfilter.harness import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 
 pytestmark = pytest.mark.docker
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def test_docker_is_a_registered_backend():

@@ -100,16 +100,17 @@ class ScenarioFile(_Strict):
         if self.config is not None:
             return self.config
         if self.config_patch is not None:
-            return _merge(manifest_config, self.config_patch)
+            return deep_merge(manifest_config, self.config_patch)
         return manifest_config
 
 
-def _merge(base: Any, patch: dict[str, Any]) -> Any:
+def deep_merge(base: Any, patch: dict[str, Any]) -> Any:
+    """PATCH over BASE, recursively for mappings (a non-mapping in PATCH replaces)."""
     if not isinstance(base, dict):
         return patch
     out = dict(base)
     for key, value in patch.items():
-        out[key] = _merge(out.get(key), value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = deep_merge(out.get(key), value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 

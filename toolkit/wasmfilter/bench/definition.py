@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from wasmfilter.scenario import deep_merge
 from wasmfilter.errors import UsageError, WasmfilterError
 from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
 
@@ -180,17 +181,6 @@ class BenchDefinition(_Model):
             if patch:
                 config = deep_merge(config, patch)
         return config
-
-
-def deep_merge(base: Any, patch: dict[str, Any]) -> Any:
-    """PATCH over BASE, recursively for mappings (a non-mapping in PATCH replaces)."""
-    if not isinstance(base, dict):
-        return patch
-    out = dict(base)
-    for key, value in patch.items():
-        out[key] = deep_merge(out.get(key), value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else value
-    return out
 
 
 def load_definition(file: str | Path) -> BenchDefinition:
