@@ -19,10 +19,10 @@ import statistics
 import time
 from pathlib import Path
 
-from wasmfilter import images
-from wasmfilter.build import build
+from wasmfilter.build.cargo import build
+from wasmfilter.envoy import images
 from wasmfilter.envoy.binary import resolve
-from wasmfilter.harness import StackSpec, start_stack
+from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent

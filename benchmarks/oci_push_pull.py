@@ -26,9 +26,10 @@ REFERENCE_FILTERS = ["auth", "ratelimit", "routing"]
 
 
 def main() -> int:
-    from wasmfilter import abi, oci
-    from wasmfilter.build import build
-    from wasmfilter.registry import LocalRegistry
+    from wasmfilter.build import abi
+    from wasmfilter.build.cargo import build
+    from wasmfilter.ship import oci
+    from wasmfilter.ship.registry import LocalRegistry
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)

@@ -53,7 +53,7 @@ def machine() -> dict[str, str]:
 
 
 def main() -> None:
-    from wasmfilter import scaffold
+    from wasmfilter.scaffold import project as scaffold
 
     templates = sys.argv[1:] or [t.name for t in scaffold.list_templates()]
     results = {"machine": machine(), "runs": []}

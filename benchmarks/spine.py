@@ -13,12 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from wasmfilter import scenario
-from wasmfilter.build import build
-from wasmfilter.envoy.config import validate_text
-from wasmfilter.harness import StackSpec, start_stack
+from wasmfilter.build.cargo import build
+from wasmfilter.envoy.bootstrap import validate_text
+from wasmfilter.harness import scenario
+from wasmfilter.harness.runner import run_file, stack_spec
+from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
-from wasmfilter.runner import run_file, stack_spec
 
 REPO = Path(__file__).resolve().parent.parent
 AUTH = REPO / "filters" / "auth"
@@ -69,7 +69,7 @@ def start_to_ready(rounds: int) -> dict[str, float]:
 
 
 def validate_time(rounds: int) -> dict[str, float]:
-    from wasmfilter.configgen import bootstrap_for
+    from wasmfilter.envoy.standalone import bootstrap_for
 
     text = bootstrap_for(AUTH, wasm=build(AUTH).wasm)
     samples = []

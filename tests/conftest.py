@@ -76,7 +76,7 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
 
 @pytest.fixture(scope="session")
 def auth_build(pytestconfig: pytest.Config):
-    from wasmfilter.pytest_plugin import cached_build
+    from wasmfilter.harness.pytest_plugin import cached_build
 
     return cached_build(pytestconfig, AUTH)
 
@@ -84,7 +84,7 @@ def auth_build(pytestconfig: pytest.Config):
 @pytest.fixture(scope="session")
 def frozen_auth_build(pytestconfig, tmp_path_factory):
     """A private copy of the session build: a concurrent rebuild of filters/auth cannot change it mid-test."""
-    from wasmfilter.pytest_plugin import cached_build
+    from wasmfilter.harness.pytest_plugin import cached_build
 
     auth_build = cached_build(pytestconfig, AUTH)
     frozen = tmp_path_factory.mktemp("auth-build") / "auth.wasm"

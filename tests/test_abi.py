@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-
 from conftest import assert_one_line_error, run_cli
-from wasmfilter import abi
-from wasmfilter.envoy.config import Bootstrap, Upstream, WasmFilter, validate_text
+
+from wasmfilter.build import abi
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter, validate_text
 from wasmfilter.errors import AbiError, ConfigInvalidError, UsageError
 
 # A minimal proxy-wasm module: enough exports for Envoy to start it, plus whatever imports a test adds.

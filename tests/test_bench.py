@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import AUTH, REPO, assert_one_line_error, run_cli
+
 from wasmfilter.bench import BenchError, apply_overrides, load_definition, parse_duration, resolve_definition
 from wasmfilter.bench.definition import all_definitions
 from wasmfilter.bench.report import stat, summarize, update_docs, write_outputs
 from wasmfilter.bench.runner import BenchRun, EnvoySample, Sample, config_for, variants_of
 from wasmfilter.bench.wrk import PERCENTILES, WrkResult, lua_script, lua_string, parse_output
 from wasmfilter.envoy.binary import resolve
-from wasmfilter.envoy.config import validate_text
+from wasmfilter.envoy.bootstrap import validate_text
 from wasmfilter.errors import ToolchainError, UsageError
 
 BENCH_FILES = sorted((REPO / "benchmarks").glob("*.yaml"))

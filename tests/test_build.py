@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from conftest import AUTH, FILTERS, assert_one_line_error, run_cli
-from wasmfilter import abi
-from wasmfilter.build import build
+
+from wasmfilter.build import abi
+from wasmfilter.build.cargo import build
 from wasmfilter.errors import CargoBuildError
 
 BROKEN_CRATE = """[package]

@@ -12,9 +12,10 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.conftest import http_get as _get, REPO
-from wasmfilter import compose, images
-from wasmfilter.envoy import container
+from tests.conftest import REPO
+from tests.conftest import http_get as _get
+from wasmfilter.envoy import container, images
+from wasmfilter.harness import compose
 
 pytestmark = pytest.mark.docker
 
@@ -55,7 +56,7 @@ def test_compose_file_shape():
 
 @pytest.mark.parametrize("name", compose.COMPOSE_FILTERS)
 def test_envoy_in_its_image_accepts_the_config(name):
-    from wasmfilter.build import build
+    from wasmfilter.build.cargo import build
 
     wasm = build(REPO / "filters" / name).wasm
     assert wasm.parent == REPO / compose.WASM_HOST_DIR

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from conftest import FILTERS
-from wasmfilter.configgen import bootstrap_for
-from wasmfilter.envoy.config import validate_text
-from wasmfilter.pytest_plugin import cached_build
+
+from wasmfilter.envoy.bootstrap import validate_text
+from wasmfilter.envoy.standalone import bootstrap_for
+from wasmfilter.harness.pytest_plugin import cached_build
 
 REFERENCE = sorted(p.parent.name for p in FILTERS.glob("*/filter.yaml"))
 

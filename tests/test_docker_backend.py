@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from tests.conftest import http_get as _get, AUTH
-from wasmfilter import harness, images
-from wasmfilter.envoy import container
-from wasmfilter.harness import StackSpec, start_stack
+from tests.conftest import AUTH
+from tests.conftest import http_get as _get
+from wasmfilter.envoy import container, images
+from wasmfilter.harness import stack as harness
+from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 
 pytestmark = pytest.mark.docker

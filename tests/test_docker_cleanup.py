@@ -19,7 +19,7 @@ pytestmark = pytest.mark.docker
 CHILD = textwrap.dedent("""
     import sys, threading
     from wasmfilter.envoy import container
-    from wasmfilter.harness import StackSpec, start_stack
+    from wasmfilter.harness.stack import StackSpec, start_stack
     from wasmfilter.manifest import load_manifest
 
     spec = StackSpec(manifest=load_manifest(sys.argv[1]), wasm_path=sys.argv[2])
@@ -73,7 +73,7 @@ def test_stale_sweep_spares_live_runs(auth_build):
 
 
 def test_this_session_leaves_nothing_after_its_stacks_stop(auth_build):
-    from wasmfilter.harness import StackSpec, start_stack
+    from wasmfilter.harness.stack import StackSpec, start_stack
     from wasmfilter.manifest import load_manifest
 
     stack = start_stack(StackSpec(manifest=load_manifest(AUTH), wasm_path=auth_build.wasm), backend="docker")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import AUTH, assert_one_line_error, run_cli
-from wasmfilter import images
-from wasmfilter.envoy import container
+from wasmfilter.envoy import container, images
 from wasmfilter.errors import DockerError, EnvoyStartError
-from wasmfilter.harness import StackSpec, start_stack
+from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 
 pytestmark = pytest.mark.docker

@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from wasmfilter import images
-from wasmfilter.envoy import container
+from wasmfilter.envoy import container, images
 from wasmfilter.envoy.binary import resolve
-from wasmfilter.upstream import EchoUpstream
+from wasmfilter.harness.upstream import EchoUpstream
 
 pytestmark = pytest.mark.docker
 

@@ -6,12 +6,12 @@ import socket
 
 import pytest
 
-from wasmfilter.envoy.base import ensure_port_free
-from wasmfilter.envoy.config import Bootstrap, Upstream
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream
 from wasmfilter.envoy.process import EnvoyProcess
+from wasmfilter.envoy.protocol import ensure_port_free
 from wasmfilter.errors import EnvoyStartError, UsageError
-from wasmfilter.scenario import Client, Request
-from wasmfilter.upstream import EchoUpstream
+from wasmfilter.harness.scenario import Client, Request
+from wasmfilter.harness.upstream import EchoUpstream
 
 
 def plain_bootstrap(port: int) -> str:

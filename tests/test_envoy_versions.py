@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import AUTH, assert_one_line_error, run_cli
+
 from wasmfilter.envoy.binary import pinned_version, resolve
 from wasmfilter.errors import EnvoyError
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import AUTH, assert_one_line_error, run_cli
-from wasmfilter import istio, oci
+
 from wasmfilter.errors import ConfigInvalidError, UsageError
 from wasmfilter.manifest import FailurePolicy, load_manifest
+from wasmfilter.ship import istio, oci
 
 SHA = "ab" * 32
 IMAGE = "registry.example:5000/filters/auth:v1"
@@ -162,7 +162,7 @@ def test_cli_writes_and_checks_manifests(tmp_path):
 @pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists(), reason="docker-registry not installed")
 def test_default_digest_is_what_push_uploads(auth_build):
     """Packaging is reproducible, so the digest computed locally equals the one the registry reports."""
-    from wasmfilter.registry import LocalRegistry
+    from wasmfilter.ship.registry import LocalRegistry
 
     with LocalRegistry() as reg:
         ref = f"{reg.host}/filters/auth:v1"

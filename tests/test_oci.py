@@ -13,11 +13,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import AUTH, assert_one_line_error, run_cli
-from wasmfilter import oci
+
 from wasmfilter.errors import RegistryError, UsageError
-from wasmfilter.registry import LocalRegistry
+from wasmfilter.ship import oci
+from wasmfilter.ship.registry import LocalRegistry
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists(),
                                 reason="docker-registry not installed (make toolchain)")
@@ -123,10 +123,10 @@ def test_references_parse():
 
 @pytest.mark.parametrize("variant", oci.VARIANTS)
 def test_push_pull_roundtrip_and_pulled_module_passes_scenarios(registry, auth_build, auth_wasm, tmp_path, variant):
-    from wasmfilter import scenario
-    from wasmfilter.harness import StackSpec, start_stack
+    from wasmfilter.harness import scenario
+    from wasmfilter.harness.runner import run_file
+    from wasmfilter.harness.stack import StackSpec, start_stack
     from wasmfilter.manifest import load_manifest
-    from wasmfilter.runner import run_file
 
     image = oci.build_image(auth_wasm, variant=variant, root_id="auth")
     ref = f"{registry.host}/filters/auth:{variant}"

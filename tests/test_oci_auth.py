@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, run_cli
-from wasmfilter import oci
+
 from wasmfilter.errors import RegistryError, UsageError
-from wasmfilter.registry import LocalRegistry
+from wasmfilter.ship import oci
+from wasmfilter.ship.registry import LocalRegistry
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists(),
                                 reason="docker-registry not installed (make toolchain)")

@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from wasmfilter import oci
 from wasmfilter.errors import RegistryError
-from wasmfilter.registry import LocalRegistry
+from wasmfilter.ship import oci
+from wasmfilter.ship.registry import LocalRegistry
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists() or not Path("/usr/bin/openssl").exists(),
                                 reason="needs docker-registry and openssl")

@@ -9,11 +9,11 @@ import threading
 from collections import Counter
 
 import pytest
-
 from conftest import FILTERS
-from wasmfilter import scenario
-from wasmfilter.envoy.base import wait_until
+
+from wasmfilter.envoy.protocol import wait_until
 from wasmfilter.errors import EnvoyStartError
+from wasmfilter.harness import scenario
 
 RATELIMIT = FILTERS / "ratelimit"
 LIMIT = 40

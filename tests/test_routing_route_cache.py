@@ -10,9 +10,9 @@ succeeds (no warning logged when it is on)."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import FILTERS
-from wasmfilter import scenario
+
+from wasmfilter.harness import scenario
 
 ROUTING = FILTERS / "routing"
 

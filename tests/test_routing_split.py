@@ -9,9 +9,9 @@ import threading
 from collections import Counter
 
 import pytest
-
 from conftest import FILTERS
-from wasmfilter import scenario
+
+from wasmfilter.harness import scenario
 
 ROUTING = FILTERS / "routing"
 USERS = 2000

@@ -10,7 +10,8 @@ import sys
 import time
 
 from conftest import AUTH, REPO
-from wasmfilter.scenario import Client, Request
+
+from wasmfilter.harness.scenario import Client, Request
 
 
 def test_run_serves_streams_logs_and_stops_on_ctrl_c(auth_build):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import FILTERS, REPO, assert_one_line_error, run_cli
-from wasmfilter import scaffold
+
 from wasmfilter.errors import UsageError, WasmfilterError
 from wasmfilter.manifest import load_manifest
+from wasmfilter.scaffold import project as scaffold
 
 TEMPLATES_DIR = REPO / "templates"
 AVAILABLE = [t.name for t in scaffold.list_templates(FILTERS)]

@@ -11,9 +11,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from conftest import FILTERS, run_cli
-from wasmfilter import paths, scaffold
+
+from wasmfilter import paths
+from wasmfilter.scaffold import project as scaffold
 
 pytestmark = pytest.mark.slow
 

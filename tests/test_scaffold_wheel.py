@@ -10,9 +10,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import FILTERS, REPO
-from wasmfilter import scaffold
+
+from wasmfilter.scaffold import project as scaffold
 
 pytestmark = pytest.mark.slow
 

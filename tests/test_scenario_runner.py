@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from conftest import AUTH, run_cli
-from wasmfilter import scenario
+
 from wasmfilter.errors import ScenarioError
+from wasmfilter.harness import scenario
 
 pytest_plugins = ["pytester"]
 

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 from conftest import FILTERS
-from wasmfilter import abi, scenario
-from wasmfilter.build import BuildResult, build, sha256_file
+
+from wasmfilter.build import abi
+from wasmfilter.build.cargo import BuildResult, build, sha256_file
 from wasmfilter.envoy.binary import resolve
-from wasmfilter.harness import start_stack
+from wasmfilter.harness import scenario
+from wasmfilter.harness.runner import run_file, stack_spec
+from wasmfilter.harness.stack import start_stack
 from wasmfilter.manifest import load_manifest
-from wasmfilter.runner import run_file, stack_spec
 
 REFERENCE = ("auth", "ratelimit", "routing")
 SIZE_TARGET = 150_000  # bytes: the "<= 150 KB after `wasmfilter build --opt`", read strictly (1 KB = 1000 B)

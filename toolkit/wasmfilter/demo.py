@@ -9,12 +9,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
-from wasmfilter import console, scenario
-from wasmfilter.build import build
+from wasmfilter import console
+from wasmfilter.build.cargo import build
 from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
 from wasmfilter.errors import ScenarioError
-from wasmfilter.harness import StackSpec, start_stack
+from wasmfilter.harness import scenario
+from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 from wasmfilter.paths import data_dir
 

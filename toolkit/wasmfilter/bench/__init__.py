@@ -8,9 +8,9 @@ report.py      medians, spreads, deltas, ratios → JSON, Markdown, terminal tab
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from wasmfilter.bench.definition import (
     BenchDefinition,

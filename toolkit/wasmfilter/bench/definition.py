@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wasmfilter.scenario import deep_merge
 from wasmfilter.errors import UsageError, WasmfilterError
+from wasmfilter.harness.scenario import deep_merge
 from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 BENCH_DIR_NAME = "benchmarks"
@@ -88,7 +88,7 @@ class Native(_Model):
     routes: FilterRef | None = None   # a template rendering route items (replaces the bench's direct routes)
 
     @model_validator(mode="after")
-    def _something(self) -> "Native":
+    def _something(self) -> Native:
         if not self.filters and self.routes is None:
             raise ValueError(f"native '{self.name}' needs 'filters' or 'routes'")
         return self
@@ -156,7 +156,7 @@ class BenchDefinition(_Model):
     manifest: Manifest | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
-    def _unique(self) -> "BenchDefinition":
+    def _unique(self) -> BenchDefinition:
         for what, names in (("scenario", [s.name for s in self.scenarios]), ("native", [n.name for n in self.natives])):
             dup = {n for n in names if names.count(n) > 1}
             if dup:

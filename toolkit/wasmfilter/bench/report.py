@@ -161,7 +161,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         "filter": d.name,
         "definition": str(d.path) if d.path else None,
         "description": d.description,
-        "started_at": dt.datetime.fromtimestamp(run.started_at, dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.fromtimestamp(run.started_at, dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(run.seconds, 1),
         "machine": machine(),
         "load_avg": {"before": run.load_before, "after": run.load_after},

@@ -13,16 +13,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from wasmfilter import build as build_mod
 from wasmfilter.bench.definition import BenchDefinition, BenchError, Scenario, deep_merge
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
+from wasmfilter.build import cargo as build_mod
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
-from wasmfilter.envoy.config import CLUSTER_HEADER, Bootstrap, Upstream, WasmFilter, template_fragment, validate_text
+from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream, WasmFilter, template_fragment, validate_text
 from wasmfilter.envoy.process import EnvoyProcess
 
 Progress = Callable[[str, int], None]  # (message, steps done since last call)
@@ -72,7 +73,7 @@ class Tuning:
     spinning: list[int] = field(default_factory=list)
 
     @classmethod
-    def plan(cls, concurrency: int, wrk_threads: int, pin: bool, nice: int) -> "Tuning":
+    def plan(cls, concurrency: int, wrk_threads: int, pin: bool, nice: int) -> Tuning:
         tuning = cls()
         cpus = sorted(os.sched_getaffinity(0))
         if pin and len(cpus) >= concurrency + wrk_threads:

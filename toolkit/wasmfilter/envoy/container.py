@@ -26,17 +26,17 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wasmfilter import images
+from wasmfilter.envoy import images
 from wasmfilter.envoy.admin import Admin
-from wasmfilter.envoy.base import READY_TIMEOUT_S, ensure_port_free, filter_log_lines, log_tail, wait_until
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
-from wasmfilter.envoy.config import Bootstrap, Upstream, envoy_reason
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, envoy_reason
+from wasmfilter.envoy.protocol import READY_TIMEOUT_S, ensure_port_free, filter_log_lines, log_tail, wait_until
 from wasmfilter.errors import DockerError, EnvoyStartError
 
 if TYPE_CHECKING:  # pragma: no cover
     from docker.models.containers import Container
 
-    from wasmfilter.harness import Stack, StackSpec
+    from wasmfilter.harness.stack import Stack, StackSpec
 
 LISTENER_PORT = 10000  # inside the container
 ADMIN_PORT = 9901
@@ -166,7 +166,7 @@ def sweep_stale_once() -> None:
 
 # --- containers -------------------------------------------------------------------------------------------
 
-def _logs_of(container: "Container") -> str:
+def _logs_of(container: Container) -> str:
     import docker
 
     try:
@@ -175,7 +175,7 @@ def _logs_of(container: "Container") -> str:
         return ""
 
 
-def _status(container: "Container") -> tuple[str, int | None]:
+def _status(container: Container) -> tuple[str, int | None]:
     import docker
 
     try:
@@ -199,7 +199,7 @@ class EchoContainer:
         self.container: Container | None = None
         self.ip = ""
 
-    def start(self) -> "EchoContainer":
+    def start(self) -> EchoContainer:
         api = images.client()
         try:
             # create, then start: a container whose start fails is already ours to remove
@@ -232,14 +232,14 @@ class EchoContainer:
             _remove(self.container)
             self.container = None
 
-    def __enter__(self) -> "EchoContainer":
+    def __enter__(self) -> EchoContainer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def _remove(container: "Container") -> None:
+def _remove(container: Container) -> None:
     import docker
 
     try:
@@ -295,7 +295,7 @@ class EnvoyContainer:
         return ["-c", f"{CONFIG_DIR}/envoy.yaml", "-l", self.log_level, "--component-log-level",
                 f"wasm:{self.wasm_log_level}", "--concurrency", str(self.concurrency), "--use-dynamic-base-id"]
 
-    def start(self) -> "EnvoyContainer":
+    def start(self) -> EnvoyContainer:
         _install_exit_hooks()
         api = images.client()
         for host in self.mounts:
@@ -384,7 +384,7 @@ class EnvoyContainer:
         if self.workdir is not None and not os.environ.get("WASMFILTER_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "EnvoyContainer":
+    def __enter__(self) -> EnvoyContainer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -445,9 +445,9 @@ def _start_echoes(names: list[str], image: str, network: str, run_id: str, close
     return echoes
 
 
-def docker_stack(spec: "StackSpec", binary: EnvoyBinary | None = None, *, envoy_image: str | None = None) -> "Stack":
+def docker_stack(spec: StackSpec, binary: EnvoyBinary | None = None, *, envoy_image: str | None = None) -> Stack:
     """The harness's `docker` backend: network + echo upstream containers + Envoy container."""
-    from wasmfilter.harness import Stack
+    from wasmfilter.harness.stack import Stack
 
     binary = binary or resolve(spec.manifest.envoy_version)
     ensure_port_free("127.0.0.1", spec.listener_port)
@@ -503,7 +503,7 @@ def validate_in_container(config: Path, *, image: str, config_path: str = "/etc/
 
 
 def _register() -> None:
-    from wasmfilter import harness
+    from wasmfilter.harness import stack as harness
 
     harness.BACKENDS.setdefault("docker", lambda spec, binary: docker_stack(spec, binary))
 

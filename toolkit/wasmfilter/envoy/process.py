@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from wasmfilter.envoy.admin import Admin
-from wasmfilter.envoy.base import READY_TIMEOUT_S, filter_log_lines, log_tail, wait_until
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
-from wasmfilter.envoy.config import envoy_reason
+from wasmfilter.envoy.bootstrap import envoy_reason
+from wasmfilter.envoy.protocol import READY_TIMEOUT_S, filter_log_lines, log_tail, wait_until
 from wasmfilter.errors import EnvoyStartError
 
 _PR_SET_PDEATHSIG = 1
@@ -67,7 +67,7 @@ class EnvoyProcess:
     def filter_logs(self) -> list[str]:
         return filter_log_lines(self.logs())
 
-    def start(self) -> "EnvoyProcess":
+    def start(self) -> EnvoyProcess:
         self.workdir = Path(tempfile.mkdtemp(prefix="wasmfilter-envoy-"))
         config_path = self.workdir / "envoy.yaml"
         config_path.write_text(self.config)
@@ -128,7 +128,7 @@ class EnvoyProcess:
         if self.workdir is not None and not os.environ.get("WASMFILTER_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "EnvoyProcess":
+    def __enter__(self) -> EnvoyProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

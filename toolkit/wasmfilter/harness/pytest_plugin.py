@@ -10,19 +10,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from wasmfilter import scenario
-from wasmfilter.build import BuildResult, build
-from wasmfilter.envoy.base import filter_log_lines, log_tail
+from wasmfilter.build.cargo import BuildResult, build
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
-from wasmfilter.harness import Stack, StackSpec, start_stack
+from wasmfilter.envoy.protocol import filter_log_lines, log_tail
+from wasmfilter.harness import scenario
+from wasmfilter.harness.runner import stack_spec
+from wasmfilter.harness.stack import Stack, StackSpec, start_stack
+from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
-from wasmfilter.runner import stack_spec
-from wasmfilter.upstream import EchoUpstream
 
 _BUILDS_KEY = pytest.StashKey[dict]()
 

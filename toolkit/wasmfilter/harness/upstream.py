@@ -1,6 +1,6 @@
 """An echo upstream: answers every request with JSON describing what it received, so a test sees the
 headers, path and body the filter forwarded. Runs in a thread (local backend) or as
-`python -m wasmfilter.upstream` (inside a container)."""
+`python -m wasmfilter.harness.upstream` (inside a container)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class EchoUpstream:
     def port(self) -> int:
         return self._server.server_address[1]
 
-    def start(self) -> "EchoUpstream":
+    def start(self) -> EchoUpstream:
         self._thread.start()
         return self
 
@@ -78,7 +78,7 @@ class EchoUpstream:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "EchoUpstream":
+    def __enter__(self) -> EchoUpstream:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -6,8 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from wasmfilter.build import build
-from wasmfilter.envoy.config import Bootstrap, Upstream, WasmFilter
+from wasmfilter.build.cargo import build
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
 from wasmfilter.errors import UsageError
 from wasmfilter.manifest import load_manifest
 

@@ -17,11 +17,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmfilter import images
+from wasmfilter.envoy import images
 from wasmfilter.envoy.admin import Admin
-from wasmfilter.envoy.base import wait_until
 from wasmfilter.envoy.binary import pinned_version
-from wasmfilter.envoy.config import Bootstrap, Upstream, WasmFilter
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
+from wasmfilter.envoy.protocol import wait_until
 from wasmfilter.errors import DockerError, ToolchainError, UsageError, tail
 from wasmfilter.manifest import Manifest, load_manifest
 from wasmfilter.paths import data_dir
@@ -114,7 +114,7 @@ def compose_yaml(filters: list[ComposeFilter], envoy_version: str) -> str:
                   "    image: ${WASMFILTER_ECHO_IMAGE:-" + images.ECHO_LATEST + "}",
                   f"    command: [\"--name\", {_q(name)}, \"--port\", \"{images.ECHO_PORT}\"]",
                   "    labels:",
-                  "      wasmfilter.compose: \"1\""]
+                  "      wasmfilter.harness.compose: \"1\""]
     for f in filters:
         deps = [echo_service(u) for u in f.manifest.upstreams]
         lines += [f"  {f.service}:",
@@ -131,7 +131,7 @@ def compose_yaml(filters: list[ComposeFilter], envoy_version: str) -> str:
                   f"      - \"127.0.0.1:${{{f.env_prefix}_ADMIN_PORT:-{f.admin_port}}}:9901\"",
                   "    depends_on: [" + ", ".join(deps) + "]",
                   "    labels:",
-                  "      wasmfilter.compose: \"1\""]
+                  "      wasmfilter.harness.compose: \"1\""]
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +217,7 @@ def endpoints(env: dict[str, str] | None = None, root: Path | None = None) -> li
 
 def prepare(root: Path | None = None, announce=None) -> dict[str, str]:
     """Build the compose filters' .wasm files and the images; the env compose needs to use them."""
-    from wasmfilter.build import build
+    from wasmfilter.build.cargo import build
 
     root = root or repo_root()
     for f in compose_filters(root):

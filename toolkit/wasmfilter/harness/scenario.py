@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wasmfilter.errors import ScenarioError
+from wasmfilter.harness.upstream import ECHO_HEADER
 from wasmfilter.manifest import FailurePolicy
-from wasmfilter.upstream import ECHO_HEADER
 
 Headers = list[tuple[str, str]]
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from wasmfilter import build as build_mod
-from wasmfilter import scenario
-from wasmfilter.envoy.base import filter_log_lines, log_tail
+from wasmfilter.build import cargo as build_mod
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
+from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioError, WasmfilterError
-from wasmfilter.harness import Stack, StackSpec, start_stack
+from wasmfilter.harness import scenario
+from wasmfilter.harness.stack import Stack, StackSpec, start_stack
 from wasmfilter.manifest import Manifest, load_manifest
 
 Reporter = Callable[[scenario.CaseResult], None]

@@ -43,7 +43,7 @@ class WasmFilter:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, wasm_path: str | Path, *, plugin_config: Any = None,
-                      failure_policy: FailurePolicy | None = None, allow_fail_open: bool = False) -> "WasmFilter":
+                      failure_policy: FailurePolicy | None = None, allow_fail_open: bool = False) -> WasmFilter:
         return cls(name=manifest.name, wasm_path=str(wasm_path),
                    plugin_config=manifest.config if plugin_config is None else plugin_config,
                    root_id=manifest.effective_root_id,

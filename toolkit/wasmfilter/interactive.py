@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 from wasmfilter import console
-from wasmfilter.build import build
+from wasmfilter.build.cargo import build
 from wasmfilter.console import out
-from wasmfilter.envoy.base import filter_log_lines
 from wasmfilter.envoy.binary import resolve
-from wasmfilter.harness import StackSpec, start_stack
+from wasmfilter.envoy.protocol import filter_log_lines
+from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from wasmfilter.envoy.base import Envoy
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
-from wasmfilter.envoy.config import Bootstrap, Upstream, WasmFilter
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
 from wasmfilter.envoy.process import EnvoyProcess
+from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.errors import UsageError
+from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import FailurePolicy, Manifest
-from wasmfilter.upstream import EchoUpstream
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Stack:
     def stop(self) -> None:
         self._closer.close()
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -54,7 +55,7 @@ class Stack:
 
 
 def _process_stack(spec: StackSpec, binary: EnvoyBinary) -> Stack:
-    from wasmfilter.envoy.base import ensure_port_free
+    from wasmfilter.envoy.protocol import ensure_port_free
 
     ensure_port_free("127.0.0.1", spec.listener_port)
     closer = ExitStack()

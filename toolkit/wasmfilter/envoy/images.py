@@ -25,9 +25,10 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.errors import DockerError, ToolchainError, tail
@@ -58,7 +59,7 @@ def docker_host() -> str:
 
 
 @functools.cache
-def _client_for(host: str, timeout: int) -> "docker.DockerClient":
+def _client_for(host: str, timeout: int) -> docker.DockerClient:
     try:
         import docker
     except ImportError as e:  # pragma: no cover - a dependency of the package
@@ -85,7 +86,7 @@ def _engine_reason(host: str, e: BaseException) -> str:
     return _short(e)
 
 
-def client(timeout: int = 120) -> "docker.DockerClient":
+def client(timeout: int = 120) -> docker.DockerClient:
     """A client for the engine DOCKER_HOST names (the local socket by default); DockerError if unreachable."""
     return _client_for(docker_host(), timeout)
 

@@ -29,10 +29,11 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import urljoin, urlencode
+from typing import Any
+from urllib.parse import urlencode, urljoin
 
 from wasmfilter.errors import RegistryError, UsageError, WasmfilterError
 
@@ -389,12 +390,12 @@ class PackageResult:
 def image_for_filter(path: str | Path | None = None, *, variant: str = "compat", wasm: Path | None = None,
                      progress: Progress | None = None) -> tuple[Image, Path]:
     """Build the filter (or take WASM), check it would load in Envoy, and return its image and module path."""
-    from wasmfilter import abi
+    from wasmfilter.build import abi
     from wasmfilter.manifest import load_manifest
 
     manifest = load_manifest(path)
     if wasm is None:
-        from wasmfilter.build import build
+        from wasmfilter.build.cargo import build
 
         wasm = build(manifest.directory, progress=progress).wasm
     elif not Path(wasm).is_file():
@@ -445,7 +446,7 @@ class Reference:
             out += f"@{self.digest}"
         return out
 
-    def with_digest(self, digest: str) -> "Reference":
+    def with_digest(self, digest: str) -> Reference:
         return Reference(self.registry, self.repository, self.tag, digest)
 
 
@@ -577,7 +578,7 @@ class RegistryClient:
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self) -> "RegistryClient":
+    def __enter__(self) -> RegistryClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -75,7 +75,7 @@ class WorkloadSelector(_Strict):
     matchLabels: dict[str, str] | None = None
 
     @model_validator(mode="after")
-    def _labels(self) -> "WorkloadSelector":
+    def _labels(self) -> WorkloadSelector:
         import re
 
         for key in self.matchLabels or {}:
@@ -113,7 +113,7 @@ class EnvVar(_Strict):
     value: str | None = Field(default=None, max_length=2048)
 
     @model_validator(mode="after")
-    def _value_only_inline(self) -> "EnvVar":
+    def _value_only_inline(self) -> EnvVar:
         if self.valueFrom is EnvValueSource.HOST and self.value is not None:
             raise ValueError("value may only be set when valueFrom is INLINE")
         return self
@@ -142,7 +142,7 @@ class WasmPluginSpec(_Strict):
     type: PluginType | None = None
 
     @model_validator(mode="after")
-    def _checks(self) -> "WasmPluginSpec":
+    def _checks(self) -> WasmPluginSpec:
         if sum(x is not None for x in (self.selector, self.targetRef, self.targetRefs)) > 1:
             raise ValueError("only one of targetRefs or selector can be set")
         scheme = self.url.split("://", 1)[0] if "://" in self.url else ""
@@ -179,7 +179,7 @@ class ImageWasmCodeSource(_Strict):
     pullSecretRef: SecretObjectReference | None = None
 
     @model_validator(mode="after")
-    def _no_scheme(self) -> "ImageWasmCodeSource":
+    def _no_scheme(self) -> ImageWasmCodeSource:
         if "://" in self.url:
             raise ValueError("image url is registry/image:tag or registry/image@sha256:digest, without a scheme")
         return self
@@ -198,7 +198,7 @@ class WasmCodeSource(_Strict):
     pullPolicy: EGPullPolicy | None = None
 
     @model_validator(mode="after")
-    def _union(self) -> "WasmCodeSource":
+    def _union(self) -> WasmCodeSource:
         if (self.type == "HTTP") != (self.http is not None):
             raise ValueError("If type is HTTP, http field needs to be set (and only then).")
         if (self.type == "Image") != (self.image is not None):
@@ -235,7 +235,7 @@ class EnvoyExtensionPolicySpec(_Strict):
     lua: list[dict[str, Any]] | None = None  # not generated here; shape unchecked
 
     @model_validator(mode="after")
-    def _targets(self) -> "EnvoyExtensionPolicySpec":
+    def _targets(self) -> EnvoyExtensionPolicySpec:
         if not (self.targetRef or self.targetRefs or self.targetSelectors):
             raise ValueError("either targetRef, targetRefs or targetSelectors must be used")
         if self.targetRef and self.targetRefs:
@@ -322,7 +322,7 @@ def manifests(manifest: Manifest, image: str, *, sha256: str, namespace: str | N
               match_mode: WorkloadMode | str | None = None, match_ports: list[int] | None = None
               ) -> list[dict[str, Any]]:
     """The WasmPlugin and EnvoyExtensionPolicy for MANIFEST's filter at IMAGE (digest SHA256), both validated."""
-    from wasmfilter.oci import parse_reference
+    from wasmfilter.ship.oci import parse_reference
 
     ref = parse_reference(image)
     sha = sha256.removeprefix("sha256:")
@@ -397,7 +397,7 @@ def generate(path: str | Path | None = None, *, image: str, sha256: str | None =
     """`wasmfilter istio`: YAML for both manifests. The image digest comes from --sha256, from the registry
     (--resolve), or — by default — from packaging the current build (or WASM), which is what `wasmfilter push`
     uploads (packaging is reproducible, so the digests agree)."""
-    from wasmfilter import oci
+    from wasmfilter.ship import oci
 
     manifest = load_manifest(path)
     ref = oci.parse_reference(image)

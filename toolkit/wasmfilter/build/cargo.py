@@ -8,12 +8,12 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
-from wasmfilter import toolchain
+from wasmfilter.build import toolchain
 from wasmfilter.errors import CargoBuildError, ToolchainError, UsageError, tail
 from wasmfilter.manifest import MANIFEST_NAME, load_manifest
 

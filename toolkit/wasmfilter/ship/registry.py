@@ -118,7 +118,7 @@ class LocalRegistry:
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 
-    def start(self) -> "LocalRegistry":
+    def start(self) -> LocalRegistry:
         self.storage.mkdir(parents=True, exist_ok=True)
         last_error = ""
         for _ in range(3):  # a free port can be taken between probing and binding; retry with another
@@ -179,7 +179,7 @@ class LocalRegistry:
         self._stop_process()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalRegistry":
+    def __enter__(self) -> LocalRegistry:
         try:
             return self.start()
         except BaseException:
