@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from wasmfilter.build.cargo import build
-from wasmfilter.envoy.bootstrap import validate_text
+from wasmfilter.envoy.validate import validate_text
 from wasmfilter.harness import scenario
 from wasmfilter.harness.runner import run_file, stack_spec
 from wasmfilter.harness.stack import StackSpec, start_stack

@@ -9,7 +9,8 @@ import wasmtime
 from conftest import assert_one_line_error, run_cli
 
 from wasmfilter.build import abi
-from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter, validate_text
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
+from wasmfilter.envoy.validate import validate_text
 from wasmfilter.errors import AbiError, ConfigInvalidError, UsageError
 
 # A minimal proxy-wasm module: enough exports for Envoy to start it, plus whatever imports a test adds.

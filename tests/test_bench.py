@@ -16,7 +16,7 @@ from wasmfilter.bench.report import stat, summarize, update_docs, write_outputs
 from wasmfilter.bench.runner import BenchRun, EnvoySample, Sample, config_for, variants_of
 from wasmfilter.bench.wrk import PERCENTILES, WrkResult, lua_script, lua_string, parse_output
 from wasmfilter.envoy.binary import resolve
-from wasmfilter.envoy.bootstrap import validate_text
+from wasmfilter.envoy.validate import validate_text
 from wasmfilter.errors import ToolchainError, UsageError
 
 BENCH_FILES = sorted((REPO / "benchmarks").glob("*.yaml"))

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from conftest import FILTERS
 
-from wasmfilter.envoy.bootstrap import validate_text
 from wasmfilter.envoy.standalone import bootstrap_for
+from wasmfilter.envoy.validate import validate_text
 from wasmfilter.harness.pytest_plugin import cached_build
 
 REFERENCE = sorted(p.parent.name for p in FILTERS.glob("*/filter.yaml"))

@@ -8,9 +8,10 @@ import pytest
 
 from wasmfilter.envoy.bootstrap import Bootstrap, Upstream
 from wasmfilter.envoy.process import EnvoyProcess
-from wasmfilter.envoy.protocol import ensure_port_free
 from wasmfilter.errors import EnvoyStartError, UsageError
-from wasmfilter.harness.scenario import Client, Request
+from wasmfilter.harness.client import Client
+from wasmfilter.harness.scenario import Request
+from wasmfilter.harness.stack import ensure_port_free
 from wasmfilter.harness.upstream import EchoUpstream
 
 

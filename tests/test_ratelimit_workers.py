@@ -14,6 +14,7 @@ from conftest import FILTERS
 from wasmfilter.envoy.protocol import wait_until
 from wasmfilter.errors import EnvoyStartError
 from wasmfilter.harness import scenario
+from wasmfilter.harness.client import Client
 
 RATELIMIT = FILTERS / "ratelimit"
 LIMIT = 40
@@ -36,7 +37,7 @@ def burst(url: str, path: str = "/burst") -> Counter[int]:
     errors: list[BaseException] = []
 
     def client() -> None:
-        c = scenario.Client(url)
+        c = Client(url)
         try:
             start.wait()
             got = []
@@ -91,7 +92,7 @@ def test_idle_keys_are_swept_once_by_concurrent_workers(envoy_stack):
     config = {"default_rule": {"name": "u", "key": [{"source": "header", "name": "x-user"}], "rate": 10,
                                "burst": 1}, "idle_timeout_ms": 200, "sweep_interval_ms": 20, "max_keys": 64}
     stack = envoy_stack(RATELIMIT, plugin_config=config, concurrency=4)
-    client = scenario.Client(stack.url)
+    client = Client(stack.url)
     users = [f"user{i}" for i in range(6)]
     for user in users:
         assert client.send(scenario.Request(path="/", headers={"x-user": user})).status == 200
@@ -104,7 +105,7 @@ def test_idle_keys_are_swept_once_by_concurrent_workers(envoy_stack):
     # Four workers sweep every 20 ms; compare-and-swap makes each removal count once. Wait for one more key's
     # removal (by then every worker has swept the first keys' groups many times) and check nothing was
     # counted twice.
-    client = scenario.Client(stack.url)
+    client = Client(stack.url)
     assert client.send(scenario.Request(path="/", headers={"x-user": "late"})).status == 200
     client.close()
     assert wait_until(lambda: swept() >= len(users) + 1, timeout=10)
@@ -116,7 +117,7 @@ def test_shadow_log_line_and_configurable_log_level(envoy_stack):
     quiet = envoy_stack(RATELIMIT, plugin_config={"default_rule": rule, "shadow_mode": True}, concurrency=1)
     loud = envoy_stack(RATELIMIT, plugin_config={"default_rule": rule, "log_level": "debug"}, concurrency=1)
     for stack in (quiet, loud):
-        client = scenario.Client(stack.url)
+        client = Client(stack.url)
         statuses = [client.send(scenario.Request(path="/")).status for _ in range(2)]
         client.close()
         assert statuses == ([200, 200] if stack is quiet else [200, 429])

@@ -13,6 +13,7 @@ import pytest
 from conftest import FILTERS
 
 from wasmfilter.harness import scenario
+from wasmfilter.harness.client import Client
 
 ROUTING = FILTERS / "routing"
 
@@ -40,7 +41,7 @@ def config(clear: bool) -> dict:
 
 
 def upstream_of(url: str, path: str) -> dict:
-    client = scenario.Client(url)
+    client = Client(url)
     try:
         echo = client.send(scenario.Request(path=path)).echo()
     finally:

@@ -12,6 +12,7 @@ import pytest
 from conftest import FILTERS
 
 from wasmfilter.harness import scenario
+from wasmfilter.harness.client import Client
 
 ROUTING = FILTERS / "routing"
 USERS = 2000
@@ -53,7 +54,7 @@ def route_all(url: str, users: list[str], threads: int = 4) -> dict[str, list[st
     errors: list[BaseException] = []
 
     def work(chunk: list[str]) -> None:
-        client = scenario.Client(url)
+        client = Client(url)
         try:
             for user in chunk:
                 echo = client.send(scenario.Request(path="/app/home", headers={"x-user-id": user})).echo()

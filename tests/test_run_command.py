@@ -11,7 +11,8 @@ import time
 
 from conftest import AUTH, REPO
 
-from wasmfilter.harness.scenario import Client, Request
+from wasmfilter.harness.client import Client
+from wasmfilter.harness.scenario import Request
 
 
 def test_run_serves_streams_logs_and_stops_on_ctrl_c(auth_build):

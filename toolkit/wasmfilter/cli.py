@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,16 +26,8 @@ EnvoyImage = typer.Option(None, "--envoy-image", help="Docker backend: the Envoy
                           "envoyproxy/envoy if present or pullable, else the locally built one).")
 
 
-def _use_envoy_image(image: Optional[str], backend: str = "docker") -> None:
-    # The docker backend reads WASMFILTER_ENVOY_IMAGE (images.choose_envoy_image); the option just sets it.
-    if image:
-        import os
-
-        os.environ["WASMFILTER_ENVOY_IMAGE"] = image
-    if backend == "docker":
-        from wasmfilter.envoy.images import client
-
-        client()  # an unreachable engine is one clear error up front, not one per scenario file
+def _announce(line: str) -> None:
+    err.print(line, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -90,8 +83,8 @@ def config(path: Optional[Path] = PathArg,
            no_validate: bool = typer.Option(False, "--no-validate", help="Skip `envoy --mode validate`.")) -> None:
     """Write an Envoy bootstrap with the filter (listener, HCM, wasm filter, router, upstream, admin);
     Envoy validates it first, so an invalid plugin configuration is refused with the filter's own reason."""
-    from wasmfilter.envoy.bootstrap import validate_text
     from wasmfilter.envoy.standalone import bootstrap_for
+    from wasmfilter.envoy.validate import validate_text
 
     if output is not None and output.exists() and not force:
         from wasmfilter.errors import UsageError
@@ -113,7 +106,7 @@ def config(path: Optional[Path] = PathArg,
 @app.command()
 def validate(file: Path = typer.Argument(..., help="An Envoy config file.")) -> None:
     """Run `envoy --mode validate` on FILE; on failure, Envoy's reason."""
-    from wasmfilter.envoy.bootstrap import validate as do_validate
+    from wasmfilter.envoy.validate import validate as do_validate
 
     started = time.perf_counter()
     do_validate(file)
@@ -126,10 +119,12 @@ def run(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVers
         allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
         envoy_image: Optional[str] = EnvoyImage) -> None:
     """Build, start Envoy with the filter and an echo upstream, print the URLs, stream filter logs; Ctrl-C stops."""
+    from wasmfilter.harness.stack import backend_options
     from wasmfilter.interactive import run_interactive
 
-    _use_envoy_image(envoy_image, backend)
-    run_interactive(path, envoy_version=envoy_version, backend=backend, port=port, allow_fail_open=allow_fail_open)
+    with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options:
+        run_interactive(path, envoy_version=envoy_version, backend=backend, port=port,
+                        allow_fail_open=allow_fail_open, options=options)
 
 
 @app.command()
@@ -138,10 +133,11 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
          scenario_files: list[Path] = typer.Option([], "--scenario", help="Only these scenario files."),
          envoy_image: Optional[str] = EnvoyImage) -> None:
     """Run the filter's scenario files against a real Envoy; exit 0 only if every case passes."""
+    from wasmfilter.harness.checks import CaseResult
     from wasmfilter.harness.runner import run_scenarios, write_junit
+    from wasmfilter.harness.stack import backend_options
 
-    _use_envoy_image(envoy_image, backend)
-    def report(r) -> None:
+    def report(r: CaseResult) -> None:
         mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
         out.print(f"{mark} {r.file.name} :: {r.name} ({r.seconds * 1000:.0f} ms)")
         if not r.passed:
@@ -156,9 +152,10 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
                 for line in r.log_tail.splitlines()[-15:]:
                     out.print(f"      {line}", markup=False)
 
-    with console.progress("running scenarios") as step:
+    with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options, \
+            console.progress("running scenarios") as step:
         result = run_scenarios(path, files=scenario_files or None, backend=backend, envoy_version=envoy_version,
-                               report=report, progress=step)
+                               report=report, progress=step, options=options)
     if junit:
         write_junit(result, junit)
     passed = len(result.results) - len(result.failed)
@@ -343,7 +340,6 @@ def registry(user: Optional[str] = typer.Option(None, "--user", help="Require ht
              storage: Optional[Path] = typer.Option(None, "--storage", help="Keep images here (default: temp).")
              ) -> None:
     """Run a local OCI registry (Debian's docker-registry) on 127.0.0.1 until Ctrl-C."""
-    import signal
     import threading
 
     from wasmfilter.ship.registry import LocalRegistry
@@ -352,11 +348,6 @@ def registry(user: Optional[str] = typer.Option(None, "--user", help="Require ht
     if user:
         name, _, secret = user.partition(":")
         users = {name: secret}
-
-    def on_term(*_: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops the registry too, like Ctrl-C
-
-    signal.signal(signal.SIGTERM, on_term)
     with LocalRegistry(users=users, port=port, storage=storage) as reg:
         out.print(f"registry at {reg.host} (plain HTTP: pass --insecure to push/pull); Ctrl-C stops", soft_wrap=True)
         threading.Event().wait()
@@ -377,7 +368,7 @@ def image_build(envoy_version: Optional[str] = EnvoyVersion,
     FROM scratch: no registry needed. Skipped when an image with the same content hash exists."""
     from wasmfilter.envoy.images import build_all
 
-    for image in build_all(envoy_version, force=force, announce=lambda line: err.print(line, markup=False)):
+    for image in build_all(envoy_version, force=force, announce=_announce):
         out.print(image.describe(), markup=False, soft_wrap=True)
 
 
@@ -396,7 +387,7 @@ def compose_up(project: str = typer.Option("wasmfilter", "--project", "-p", help
     """Build the filters and images, `docker compose up -d`, wait until every Envoy is ready, print the URLs."""
     from wasmfilter.harness import compose
 
-    for ep in compose.up(project=project, announce=lambda line: err.print(line, markup=False)):
+    for ep in compose.up(project=project, announce=_announce):
         out.print(f"{ep.filter:<10} {ep.url}   admin {ep.admin.url}", markup=False)
 
 
@@ -409,7 +400,18 @@ def compose_down(project: str = typer.Option("wasmfilter", "--project", "-p", he
     out.print(f"compose project '{project}' is down")
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM stops a command like Ctrl-C: finally blocks run, so Envoys, containers and registries it started
+    are stopped. A second SIGTERM ends the process at once."""
+    def on_term(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def main() -> None:
+    _sigterm_as_interrupt()
     try:
         app()
     except WasmfilterError as e:

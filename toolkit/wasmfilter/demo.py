@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
@@ -15,9 +14,11 @@ from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
 from wasmfilter.errors import ScenarioError
 from wasmfilter.harness import scenario
+from wasmfilter.harness.client import Client
 from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 from wasmfilter.paths import data_dir
+from wasmfilter.yamlmodel import load_model
 
 DEMO_FILE = "demo.yaml"
 
@@ -42,12 +43,9 @@ def demo_filters(root: Path | None = None) -> list[Path]:
 
 
 def load_demo(filter_dir: Path) -> Demo:
-    file = filter_dir / DEMO_FILE
-    try:
-        return Demo.model_validate(yaml.safe_load(file.read_text()))
-    except Exception as e:  # noqa: BLE001 - any parse problem is a demo file problem
-        raise ScenarioError(f"{file} is not a valid demo file ({str(e).splitlines()[0]})",
-                            fix="fix it; see filters/auth/demo.yaml") from e
+    return load_model(filter_dir / DEMO_FILE, Demo, error=ScenarioError, what="demo file",
+                      shape="a mapping with a title and steps", example="filters/auth/demo.yaml",
+                      field_fix="correct that field; see filters/auth/demo.yaml")
 
 
 def run_demo(filters: list[Path] | None = None) -> None:
@@ -61,7 +59,7 @@ def run_demo(filters: list[Path] | None = None) -> None:
             out.rule(f"{manifest.name}: {demo.title}")
             out.print(f"{result.wasm.name} ({result.size} bytes) in {binary.describe()}, listener {stack.url}")
             table = Table("what", "request", "status", "response headers", "upstream saw")
-            client = scenario.Client(stack.url)
+            client = Client(stack.url)
             try:
                 for s in demo.steps:
                     resp = client.send(s.request)

@@ -1,4 +1,5 @@
-"""`wasmfilter run`: the filter in a real Envoy for a person to try, until Ctrl-C."""
+"""`wasmfilter run`, the interactive one: the filter in a real Envoy for a person to try, its log streamed, until
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,18 +11,19 @@ from wasmfilter.build.cargo import build
 from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
 from wasmfilter.envoy.protocol import filter_log_lines
-from wasmfilter.harness.stack import StackSpec, start_stack
+from wasmfilter.harness.stack import BackendOptions, StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 
 
 def run_interactive(path: str | Path | None = None, *, envoy_version: str | None = None, backend: str = "process",
-                    port: int = 0, allow_fail_open: bool = False, duration: float | None = None) -> None:
+                    port: int = 0, allow_fail_open: bool = False, duration: float | None = None,
+                    options: BackendOptions | None = None) -> None:
     manifest = load_manifest(path)
     with console.progress("building with cargo") as step:
         result = build(manifest.crate_dir, progress=step)
     binary = resolve(envoy_version or manifest.envoy_version)
     spec = StackSpec(manifest=manifest, wasm_path=result.wasm, allow_fail_open=allow_fail_open, listener_port=port)
-    with start_stack(spec, backend=backend, binary=binary) as stack:
+    with start_stack(spec, backend=backend, binary=binary, options=options) as stack:
         out.print(f"{manifest.name}: {result.wasm} ({result.size} bytes) in {binary.describe()} [{backend}]")
         out.print(f"  listener  {stack.url}")
         out.print(f"  admin     {stack.envoy.admin.url}")

@@ -6,10 +6,10 @@ import enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from wasmfilter.errors import ManifestError, UsageError
+from wasmfilter.yamlmodel import load_model
 
 MANIFEST_NAME = "filter.yaml"
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -85,19 +85,10 @@ def find_manifest(path: str | Path | None = None) -> Path:
 
 def load_manifest(path: str | Path | None = None) -> Manifest:
     file = find_manifest(path)
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ManifestError(f"{file} is not valid YAML ({_first_line(e)})", fix="fix the YAML syntax") from e
-    if not isinstance(raw, dict):
-        raise ManifestError(f"{file} must be a mapping of fields", fix="see filters/auth/filter.yaml for an example")
-    try:
-        manifest = Manifest.model_validate({**raw, "directory": file.parent.resolve()})
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ManifestError(f"{file}: field '{where}': {err['msg']}",
-                            fix="correct that field (allowed fields: " + ", ".join(_FIELDS) + ")") from e
+    manifest = load_model(file, Manifest, error=ManifestError, shape="a mapping of fields",
+                          example="filters/auth/filter.yaml",
+                          field_fix="correct that field (allowed fields: " + ", ".join(_FIELDS) + ")",
+                          extra={"directory": file.parent.resolve()})
     if not (manifest.crate_dir / "Cargo.toml").is_file():
         raise ManifestError(f"{file}: crate '{manifest.crate}' has no Cargo.toml",
                             fix="point 'crate' at the filter's Rust crate directory")
@@ -106,6 +97,3 @@ def load_manifest(path: str | Path | None = None) -> Manifest:
 
 _FIELDS = [name for name in Manifest.model_fields if name != "directory"]
 
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

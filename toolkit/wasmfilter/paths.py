@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from wasmfilter.settings import current
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _SOURCE_ROOT = PACKAGE_DIR.parent.parent  # toolkit/wasmfilter -> repo root
@@ -16,9 +17,6 @@ def data_dir(name: str) -> Path:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("WASMFILTER_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wasmfilter"
-    )
-    path = Path(base)
+    path = current().cache_dir
     path.mkdir(parents=True, exist_ok=True)
     return path

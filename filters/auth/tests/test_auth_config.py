@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter, validate_text
+from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
+from wasmfilter.envoy.validate import validate_text
 from wasmfilter.errors import ConfigInvalidError, EnvoyStartError
 from wasmfilter.manifest import load_manifest
 

@@ -23,8 +23,9 @@ from wasmfilter.bench.definition import BenchDefinition, BenchError, Scenario, d
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
 from wasmfilter.build import cargo as build_mod
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
-from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream, WasmFilter, template_fragment, validate_text
+from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream, WasmFilter, template_fragment
 from wasmfilter.envoy.process import EnvoyProcess
+from wasmfilter.envoy.validate import validate_text
 
 Progress = Callable[[str, int], None]  # (message, steps done since last call)
 

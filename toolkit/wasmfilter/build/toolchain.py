@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasmfilter.errors import ToolchainError
+from wasmfilter.settings import current
 
 TARGET = "wasm32-wasip1"
 DEBIAN_PACKAGES = "rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-libc"
@@ -82,8 +83,8 @@ def _sysroot_has_target(rustc: str) -> bool:
 @functools.cache
 def detect() -> Toolchain:
     """The toolchain to build with. WASMFILTER_CARGO / WASMFILTER_RUSTC override the search."""
-    cargo = os.environ.get("WASMFILTER_CARGO")
-    rustc = os.environ.get("WASMFILTER_RUSTC")
+    cargo = current().cargo
+    rustc = current().rustc
     if cargo or rustc:
         cargo = cargo or shutil.which("cargo") or ""
         rustc = rustc or str(Path(cargo).with_name("rustc"))

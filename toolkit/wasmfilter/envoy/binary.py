@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import os
 import re
 import stat
 import subprocess
@@ -17,9 +16,11 @@ from pathlib import Path
 
 from wasmfilter.errors import EnvoyError, tail
 from wasmfilter.paths import cache_dir
+from wasmfilter.settings import current
 
 WHEEL_MEMBER = "envoy/_bin/envoy"
 VERSION_RE = re.compile(r"/(\d+\.\d+\.\d+)/")
+BIN_FIX = "point WASMFILTER_ENVOY_BIN at an Envoy binary"
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,10 @@ def binary_version(path: Path) -> str:
     try:
         out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
     except OSError as e:
-        raise EnvoyError(f"cannot run Envoy at '{path}': {e}", fix="point WASMFILTER_ENVOY_BIN at an Envoy binary") from e
+        raise EnvoyError(f"cannot run Envoy at '{path}': {e}", fix=BIN_FIX) from e
     match = VERSION_RE.search(out.stdout + out.stderr)
     if out.returncode != 0 or not match:
-        raise EnvoyError(f"'{path}' did not report an Envoy version", fix="point WASMFILTER_ENVOY_BIN at an Envoy binary",
-                         detail=tail(out.stdout + out.stderr))
+        raise EnvoyError(f"'{path}' did not report an Envoy version", fix=BIN_FIX, detail=tail(out.stdout + out.stderr))
     return match.group(1)
 
 
@@ -61,7 +61,7 @@ def _pinned_binary() -> Path:
 
 def resolve(version: str | None = None) -> EnvoyBinary:
     """The Envoy to run. VERSION (e.g. "1.38.3") other than the pinned one is fetched into the user cache."""
-    override = os.environ.get("WASMFILTER_ENVOY_BIN")
+    override = current().envoy_bin
     if override:
         path = Path(override)
         if not path.is_file():

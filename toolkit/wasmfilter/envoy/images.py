@@ -1,4 +1,4 @@
-"""Container images for the Docker backend and docker-compose, and the Docker engine client.
+"""Container images for the Docker backend and docker-compose.
 
 Two images are needed: an Envoy and the echo upstream.
 
@@ -14,7 +14,6 @@ lookup (milliseconds). No base image is ever pulled: this works with no registry
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -23,19 +22,16 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
+from wasmfilter.envoy.engine import client, image_exists, short, try_pull
 from wasmfilter.errors import DockerError, ToolchainError, tail
 from wasmfilter.paths import cache_dir, data_dir
-
-if TYPE_CHECKING:  # pragma: no cover
-    import docker
+from wasmfilter.settings import current
 
 ENVOY_REPO = "wasmfilter/envoy"
 ECHO_REPO = "wasmfilter/echo"
@@ -45,94 +41,10 @@ ENVOY_IN_IMAGE = "/usr/local/bin/envoy"  # where both the official and the local
 ECHO_IN_IMAGE = "/usr/local/bin/echo-upstream"
 ECHO_PORT = 8000
 RECIPE = "2"  # bump when the way images are assembled changes: every hash (and so every tag) changes with it
-PULL_TIMEOUT_S = 20.0
 IMAGE_LABEL = "wasmfilter.image"
 BUILD_FIX = "run `wasmfilter image build` to build it locally (no registry needed)"
 
 Announce = Callable[[str], None]
-
-
-# --- the engine -------------------------------------------------------------------------------------------
-
-def docker_host() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
-@functools.cache
-def _client_for(host: str, timeout: int) -> docker.DockerClient:
-    try:
-        import docker
-    except ImportError as e:  # pragma: no cover - a dependency of the package
-        raise DockerError("the 'docker' Python package is not installed", fix="run `make setup`") from e
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as e:  # docker raises DockerException, requests' ConnectionError, FileNotFoundError, ...
-        raise DockerError(f"cannot reach the Docker engine at {host}: {_engine_reason(host, e)}",
-                          fix="start it (`systemctl start docker`) or point DOCKER_HOST at a running engine") from e
-    return client
-
-
-def _engine_reason(host: str, e: BaseException) -> str:
-    text = str(e)
-    if host.startswith("unix://"):
-        path = host[len("unix://"):]
-        if not os.path.exists(path):
-            return "no such socket"
-        if "Permission denied" in text or "PermissionError" in text:
-            return "permission denied on the socket (add yourself to the docker group)"
-    if "ConnectionRefused" in text or "Connection refused" in text:
-        return "connection refused (nothing listens there)"
-    return _short(e)
-
-
-def client(timeout: int = 120) -> docker.DockerClient:
-    """A client for the engine DOCKER_HOST names (the local socket by default); DockerError if unreachable."""
-    return _client_for(docker_host(), timeout)
-
-
-def _short(e: BaseException) -> str:
-    explanation = getattr(e, "explanation", None)  # docker's APIError: the engine's own words, without the URL
-    raw = str(explanation if explanation else e).strip()
-    text = raw.splitlines()[0] if raw else type(e).__name__
-    return text if len(text) < 240 else text[:237] + "..."
-
-
-def image_exists(name: str) -> bool:
-    import docker
-
-    try:
-        client().images.get(name)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-    except docker.errors.APIError as e:
-        raise DockerError(f"cannot look up image '{name}': {_short(e)}", fix="check the Docker engine") from e
-
-
-_pull_failures: dict[str, str] = {}
-
-
-def try_pull(name: str, timeout: float = PULL_TIMEOUT_S) -> str | None:
-    """Pull NAME; None on success, else why not. A failure is remembered for the rest of the process."""
-    if name in _pull_failures:
-        return _pull_failures[name]
-    result: list[str | None] = ["timed out after %.0fs" % timeout]
-
-    def pull() -> None:
-        try:
-            repo, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "latest")
-            _client_for(docker_host(), int(timeout) + 5).images.pull(repo, tag=tag)
-            result[0] = None
-        except Exception as e:  # noqa: BLE001 - any failure means "not pullable", reported as text
-            result[0] = _short(e)
-
-    worker = threading.Thread(target=pull, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if result[0] is not None:
-        _pull_failures[name] = result[0]
-    return result[0]
 
 
 # --- choosing the Envoy image -----------------------------------------------------------------------------
@@ -146,24 +58,18 @@ class ImageChoice:
         return self.tag
 
 
-_choices: dict[tuple[str, str | None], ImageChoice] = {}
-
-
 def choose_envoy_image(binary: EnvoyBinary | None = None, override: str | None = None,
-                       announce: Announce | None = None) -> ImageChoice:
-    """The Envoy image for BINARY's version: OVERRIDE (or $WASMFILTER_ENVOY_IMAGE) if given; else the official
-    image if present or pullable; else the locally built equivalent (built now if missing). ANNOUNCE gets one
-    line saying which and why, once per process."""
+                       announce: Announce | None = None, pull_failures: dict[str, str] | None = None
+                       ) -> ImageChoice:
+    """The Envoy image for BINARY's version: OVERRIDE if given; else the official image if present or pullable;
+    else the locally built equivalent (built now if missing). ANNOUNCE gets one line saying which and why.
+    PULL_FAILURES: the caller's memo of registries that could not be reached (see engine.try_pull)."""
     binary = binary or resolve()
-    override = override or os.environ.get("WASMFILTER_ENVOY_IMAGE") or None
-    key = (binary.version, override)
-    if key in _choices:
-        return _choices[key]
     if override:
         if image_exists(override):
             choice = ImageChoice(override, f"envoy image: {override} (as asked; present locally)")
         else:
-            why = try_pull(override)
+            why = try_pull(override, failures=pull_failures)
             if why is not None:
                 raise DockerError(f"image '{override}' is not present locally and cannot be pulled ({why})",
                                   fix=f"{BUILD_FIX} and pass --envoy-image {ENVOY_REPO}:{binary.version}, "
@@ -174,14 +80,13 @@ def choose_envoy_image(binary: EnvoyBinary | None = None, override: str | None =
         if image_exists(official):
             choice = ImageChoice(official, f"envoy image: {official} (official, present locally)")
         else:
-            why = try_pull(official)
+            why = try_pull(official, failures=pull_failures)
             if why is None:
                 choice = ImageChoice(official, f"envoy image: {official} (official, pulled)")
             else:
                 built = ensure_envoy_image(binary, announce=announce)
                 choice = ImageChoice(built.tag, f"envoy image: {built.tag} (built locally from the {binary.source}; "
                                                 f"{official} is not present and cannot be pulled: {why})")
-    _choices[key] = choice
     if announce:
         announce(choice.how)
     return choice
@@ -361,10 +266,10 @@ def _build_image(files: list[RootfsFile], dockerfile: str, repo: str, tag_prefix
                                                pull=False, labels=None)
             except docker.errors.BuildError as e:
                 text = "".join(chunk.get("stream", "") or chunk.get("error", "") for chunk in e.build_log)
-                raise DockerError(f"building {tag} failed: {_short(e)}", fix="see the build log below",
+                raise DockerError(f"building {tag} failed: {short(e)}", fix="see the build log below",
                                   detail=tail(text)) from e
             except docker.errors.APIError as e:
-                raise DockerError(f"building {tag} failed: {_short(e)}", fix="check the Docker engine") from e
+                raise DockerError(f"building {tag} failed: {short(e)}", fix="check the Docker engine") from e
     image.tag(*alias.split(":", 1))
     return BuiltImage(tag, alias, digest, True, time.perf_counter() - started, image.attrs.get("Size", 0))
 
@@ -401,7 +306,7 @@ def _echo_source_files() -> list[Path]:
 
 
 def _host_cargo() -> str:
-    cargo = os.environ.get("WASMFILTER_HOST_CARGO") or shutil.which("cargo")
+    cargo = current().host_cargo or shutil.which("cargo")
     if not cargo:
         raise ToolchainError("no cargo on PATH to build the echo upstream image (a host build, not wasm)",
                              fix="install Rust (rustup or `apt-get install cargo`), or set WASMFILTER_HOST_CARGO")
@@ -441,11 +346,12 @@ def build_echo_binary() -> Path:
                           detail=tail(output, 40))
 
 
-def ensure_echo_image(*, force: bool = False, announce: Announce | None = None) -> BuiltImage:
-    """Build (or find, by content hash of its Rust sources) the echo upstream image `wasmfilter/echo:<hash>`."""
+def ensure_echo_image(*, override: str | None = None, force: bool = False, announce: Announce | None = None
+                      ) -> BuiltImage:
+    """Build (or find, by content hash of its Rust sources) the echo upstream image `wasmfilter/echo:<hash>`;
+    OVERRIDE names an image to use instead (it must exist or be pullable)."""
     import docker
 
-    override = os.environ.get("WASMFILTER_ECHO_IMAGE")
     if override and not force:
         require_image(override, "echo upstream")
         return BuiltImage(override, override, "", False, 0.0)

@@ -1,29 +1,44 @@
-"""The one interface both backends (local process, Docker container) offer."""
+"""The one interface every Envoy backend offers (`Envoy`), and what they share to honour it: the start-up wait
+(readiness through the admin API, with Envoy's reason and log tail when it fails), the log helpers, and the
+process figures the bench reads (CPU time, RSS) from the host's /proc, whatever runs Envoy."""
 
 from __future__ import annotations
 
-import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from wasmfilter.envoy.admin import Admin
-from wasmfilter.errors import UsageError
+from wasmfilter.envoy.validate import envoy_reason
+from wasmfilter.errors import EnvoyError, EnvoyStartError, tail
 
 READY_TIMEOUT_S = 20.0
+LISTENER = "listener"  # the name of the listener every generated bootstrap defines
+LOG_TAIL_LINES = 30
 
 
 class Envoy(Protocol):
-    backend: str
-    admin: Admin
-    listener_url: str
-    version: str
+    """A started Envoy: its admin API, its listener's URL, its log, its host process."""
 
-    def start(self) -> Envoy: ...
-    def stop(self) -> None: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def admin(self) -> Admin: ...
+    @property
+    def listener_url(self) -> str: ...
+    @property
+    def start_seconds(self) -> float: ...
+    @property
+    def pid(self) -> int: ...
+
     def logs(self) -> str: ...
-
-    def __enter__(self) -> Envoy: ...
-    def __exit__(self, *exc: object) -> None: ...
+    def filter_logs(self) -> list[str]: ...
+    def cpu_ns(self) -> int: ...
+    def rss_kb(self) -> int: ...
+    def stop(self) -> None: ...
 
 
 def filter_log_lines(logs: str) -> list[str]:
@@ -31,24 +46,11 @@ def filter_log_lines(logs: str) -> list[str]:
     return [line for line in logs.splitlines() if "][wasm]" in line]
 
 
-def log_tail(logs: str, lines: int = 30) -> str:
-    return "\n".join(logs.splitlines()[-lines:])
+def log_tail(logs: str) -> str:
+    return tail(logs, LOG_TAIL_LINES)
 
 
-def ensure_port_free(host: str, port: int) -> None:
-    """A clear error before Envoy's own 'cannot bind' when a fixed port is taken (port 0 is always free)."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as e:
-            raise UsageError(f"port {port} on {host} is already in use ({e.strerror})",
-                             fix="pick another with --port, or stop what holds it") from e
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.005) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.005) -> bool:
     """Poll PREDICATE until true or TIMEOUT; the interval is a poll period, not a guess at readiness."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,3 +58,70 @@ def wait_until(predicate, timeout: float, interval: float = 0.005) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def wait_ready(*, what: str, timeout: float, exited: Callable[[], str | None], admin: Callable[[], Admin | None],
+               logs: Callable[[], str], interval: float = 0.005, log_source: str = "") -> Admin:
+    """Wait until Envoy's admin answers /ready with LIVE and the listener exists; return the admin API.
+
+    WHAT names it in errors ("Envoy", "the Envoy container"); EXITED says how it ended ("code 1") once it has;
+    ADMIN gives its admin API once its address is known; LOGS reads its log, whose tail every error carries."""
+    fix = "see Envoy's log below" + (f" ({log_source})" if log_source else "")
+    found: list[Admin] = []
+    ended: list[str] = []
+
+    def ready() -> bool:
+        if not found:
+            api = admin()
+            if api is not None:
+                found.append(api)
+        if found and found[0].is_ready():
+            return True
+        how = exited()
+        if how is not None:
+            ended.append(how)
+            return True
+        return False
+
+    wait_until(ready, timeout, interval)
+    if ended:
+        text = logs()
+        raise start_error(f"{what} exited during start-up ({ended[0]}): {envoy_reason(text)}", fix, text)
+    if not found or not found[0].is_ready():
+        raise start_error(f"{what} was not ready within {timeout:.0f}s", fix, logs())
+    if LISTENER not in found[0].listener_ports():
+        raise start_error(f"Envoy started without the '{LISTENER}' listener", "check the config", logs())
+    return found[0]
+
+
+def start_error(problem: str, fix: str, logs: str) -> EnvoyStartError:
+    return EnvoyStartError(problem, fix=fix, detail=log_tail(logs))
+
+
+def not_started(what: str) -> EnvoyError:
+    return EnvoyError(f"{what} is not running", fix="start it first (`with ... as envoy:` or `.start()`)")
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of PID so far, in ns (/proc/<pid>/task/*/schedstat, first field)."""
+    total = 0
+    try:
+        tids = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
+    for task in tids:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -5,14 +5,15 @@
   stopped after the test), `echo_upstream`, `envoy_binary`.
 - Options: `--wasmfilter-backend process|docker` (repeatable; env WASMFILTER_BACKENDS=process,docker),
   `--envoy-version X.Y.Z`.
+- Docker stacks of one pytest session share one `DockerSession`; its reaper removes their containers and networks
+  even when pytest is killed.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,12 +21,19 @@ from wasmfilter.build.cargo import BuildResult, build
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.harness import scenario
+from wasmfilter.harness.checks import run_case
+from wasmfilter.harness.client import Client
 from wasmfilter.harness.runner import stack_spec
-from wasmfilter.harness.stack import Stack, StackSpec, start_stack
+from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
+from wasmfilter.settings import current
 
-_BUILDS_KEY = pytest.StashKey[dict]()
+if TYPE_CHECKING:  # pragma: no cover
+    from wasmfilter.harness.docker import DockerSession
+
+_BUILDS_KEY = pytest.StashKey[dict[tuple[str, tuple[str, ...]], BuildResult]]()
+_DOCKER_KEY = pytest.StashKey[list["DockerSession"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,19 +46,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_BUILDS_KEY] = {}
+    config.stash[_DOCKER_KEY] = []
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Session-end sweep: remove any container/network this session's docker stacks left (see envoy/container.py)."""
-    import sys
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Session end: the docker session (if any stack used one) removes what is left of it and stops its reaper."""
+    for session in config.stash.get(_DOCKER_KEY, []):
+        session.close()
 
-    container = sys.modules.get("wasmfilter.envoy.container")
-    if container is not None:
-        container.sweep_session_quietly()
+
+def backend_options(config: pytest.Config, backend: str) -> BackendOptions:
+    """The options every stack of this pytest session gets: for docker, one shared DockerSession."""
+    if backend != "docker":
+        return BackendOptions()
+    sessions = config.stash[_DOCKER_KEY]
+    if not sessions:
+        from wasmfilter.console import err
+        from wasmfilter.harness.docker import DockerSession
+
+        sessions.append(DockerSession(announce=lambda line: err.print(line, markup=False, soft_wrap=True)))
+    return BackendOptions(docker=sessions[0])
 
 
 def backends(config: pytest.Config) -> list[str]:
-    chosen = config.getoption("wasmfilter_backends") or os.environ.get("WASMFILTER_BACKENDS", "process").split(",")
+    chosen = config.getoption("wasmfilter_backends") or current().backends
     return [b.strip() for b in chosen if b.strip()]
 
 
@@ -90,7 +109,7 @@ class ScenarioBackend(pytest.Collector):
         self.sfile = sfile
         self.backend = backend
         self.stack: Stack | None = None
-        self.client: scenario.Client | None = None
+        self.client: Client | None = None
         if backend == "docker":
             self.add_marker(pytest.mark.docker)
 
@@ -102,8 +121,9 @@ class ScenarioBackend(pytest.Collector):
         manifest = load_manifest(self.path.parent.parent)
         wasm = cached_build(self.config, manifest.crate_dir, self.sfile.features).wasm
         self.stack = start_stack(stack_spec(manifest, self.sfile, wasm), backend=self.backend,
-                                 binary=_binary(self.config, manifest))
-        self.client = scenario.Client(self.stack.url)
+                                 binary=_binary(self.config, manifest),
+                                 options=backend_options(self.config, self.backend))
+        self.client = Client(self.stack.url)
 
     def teardown(self) -> None:
         if self.client is not None:
@@ -128,7 +148,7 @@ class ScenarioCase(pytest.Item):
         parent: ScenarioBackend = self.parent  # type: ignore[assignment]
         assert parent.stack is not None and parent.client is not None
         stack = parent.stack
-        problems, _ = scenario.run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client)
+        problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client)
         if problems:
             logs = stack.envoy.logs()
             raise ScenarioCaseFailed(problems, filter_log_lines(logs)[-20:], log_tail(logs))
@@ -174,7 +194,7 @@ def envoy_stack(pytestconfig: pytest.Config) -> Iterator[Callable[..., Stack]]:
         manifest = load_manifest(path)
         wasm = spec.pop("wasm_path", None) or cached_build(pytestconfig, manifest.crate_dir, features).wasm
         stack = start_stack(StackSpec(manifest=manifest, wasm_path=Path(wasm), **spec), backend=backend,
-                            binary=_binary(pytestconfig, manifest))
+                            binary=_binary(pytestconfig, manifest), options=backend_options(pytestconfig, backend))
         started.append(stack)
         return stack
 

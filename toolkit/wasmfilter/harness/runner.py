@@ -1,4 +1,4 @@
-"""Run a filter's scenario files against a real Envoy: one Envoy per file, reused by its cases."""
+"""Run a filter's scenario files against a real Envoy: one Envoy per file, reused by its cases; JUnit reports."""
 
 from __future__ import annotations
 
@@ -13,21 +13,23 @@ from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioError, WasmfilterError
 from wasmfilter.harness import scenario
-from wasmfilter.harness.stack import Stack, StackSpec, start_stack
+from wasmfilter.harness.checks import CaseResult, run_case
+from wasmfilter.harness.client import Client
+from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 from wasmfilter.manifest import Manifest, load_manifest
 
-Reporter = Callable[[scenario.CaseResult], None]
+Reporter = Callable[[CaseResult], None]
 
 
 @dataclass
 class TestReport:
-    results: list[scenario.CaseResult] = field(default_factory=list)
+    results: list[CaseResult] = field(default_factory=list)
     envoy: str = ""
     backend: str = "process"
     seconds: float = 0.0
 
     @property
-    def failed(self) -> list[scenario.CaseResult]:
+    def failed(self) -> list[CaseResult]:
         return [r for r in self.results if not r.passed]
 
     @property
@@ -57,21 +59,21 @@ def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> 
 
 
 def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None = None,
-             only: str | None = None) -> list[scenario.CaseResult]:
+             only: str | None = None) -> list[CaseResult]:
     """Run SFILE's cases in order against a started STACK."""
     results = []
-    client = scenario.Client(stack.url)
+    client = Client(stack.url)
     try:
         for case in sfile.cases:
             if only is not None and case.name != only:
                 continue
             start = time.perf_counter()
             try:
-                problems, count = scenario.run_case(case, stack.url, stack.envoy.admin.stats, client)
+                problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client)
             except OSError as e:
                 problems, count = [f"request failed: {e}"], 0
                 client.close()
-            result = scenario.CaseResult(sfile.path, case.name, problems, time.perf_counter() - start, count)
+            result = CaseResult(sfile.path, case.name, problems, time.perf_counter() - start, count)
             if problems:
                 logs = stack.envoy.logs()
                 result.log_tail = log_tail(logs)
@@ -86,7 +88,8 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
 
 def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = None, backend: str = "process",
                   envoy_version: str | None = None, report: Reporter | None = None,
-                  progress: build_mod.Progress | None = None) -> TestReport:
+                  progress: build_mod.Progress | None = None, options: BackendOptions | None = None) -> TestReport:
+    """`wasmfilter test`: every scenario file of the filter at PATH (or FILES), one Envoy per file on BACKEND."""
     manifest = load_manifest(path)
     files = files or scenario.discover(manifest.scenario_dir)
     if not files:
@@ -100,12 +103,13 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
     for sfile in sfiles:
         wasm = builds.get(sfile.features).wasm
         try:
-            with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary) as stack:
+            with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary,
+                             options=options) as stack:
                 out.results += run_file(stack, sfile, report)
         except WasmfilterError as e:
             # Envoy refusing the file's configuration fails every case of that file, with Envoy's reason.
             for case in sfile.cases:
-                result = scenario.CaseResult(sfile.path, case.name, [f"stack did not start: {e}"], 0.0, 0,
+                result = CaseResult(sfile.path, case.name, [f"stack did not start: {e}"], 0.0, 0,
                                              log_tail=e.detail or "")
                 out.results.append(result)
                 if report:

@@ -1,12 +1,17 @@
-"""A running test stack: echo upstream(s) plus an Envoy with the filter, on a chosen backend."""
+"""A running test stack — echo upstream(s) plus an Envoy with the filter — on a backend chosen by value.
+
+The backend table (`BACKENDS`) maps each name to a factory of one signature, `(spec, binary, options) -> Stack`:
+`process` (Envoy and the echo upstreams as local processes/threads) and `docker` (containers on a private
+network, harness/docker.py). Whatever a backend needs beyond the spec travels in `BackendOptions`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
@@ -15,6 +20,9 @@ from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.errors import UsageError
 from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import FailurePolicy, Manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wasmfilter.harness.docker import DockerSession
 
 
 @dataclass
@@ -34,10 +42,18 @@ class StackSpec:
                                         failure_policy=self.failure_policy, allow_fail_open=self.allow_fail_open)
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """What a backend needs beyond the spec. `docker`: the session whose labels, image choice and cleanup the
+    docker backend's stacks share (none: each stack gets its own, closed with it)."""
+    docker: DockerSession | None = None
+
+
 class Stack:
-    def __init__(self, envoy: Envoy, upstream_names: list[str], closer: ExitStack):
+    def __init__(self, envoy: Envoy, upstream_names: list[str], closer: ExitStack, *, run_id: str | None = None):
         self.envoy = envoy
         self.upstream_names = upstream_names
+        self.run_id = run_id  # the docker backend's label of this stack's containers and network
         self._closer = closer
 
     @property
@@ -54,9 +70,21 @@ class Stack:
         self.stop()
 
 
-def _process_stack(spec: StackSpec, binary: EnvoyBinary) -> Stack:
-    from wasmfilter.envoy.protocol import ensure_port_free
+def ensure_port_free(host: str, port: int) -> None:
+    """A clear error before Envoy's own 'cannot bind' when a fixed port is taken (port 0 is always free)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise UsageError(f"port {port} on {host} is already in use ({e.strerror})",
+                             fix="pick another with --port, or stop what holds it") from e
 
+
+def process_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions) -> Stack:
+    """Echo upstreams in threads of this process, Envoy as a child process."""
     ensure_port_free("127.0.0.1", spec.listener_port)
     closer = ExitStack()
     try:
@@ -71,22 +99,48 @@ def _process_stack(spec: StackSpec, binary: EnvoyBinary) -> Stack:
     return Stack(envoy, list(spec.manifest.upstreams), closer)
 
 
-StackFactory = Callable[[StackSpec, EnvoyBinary], Stack]
-BACKENDS: dict[str, StackFactory] = {"process": _process_stack}
+def docker_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions) -> Stack:
+    """Containers on a private network (harness/docker.py), in OPTIONS' docker session or one of its own."""
+    from wasmfilter.harness import docker
+
+    ensure_port_free("127.0.0.1", spec.listener_port)
+    if options.docker is not None:
+        return docker.docker_stack(spec, binary, options.docker)
+    session = docker.DockerSession()
+    try:
+        stack = docker.docker_stack(spec, binary, session)
+    except BaseException:
+        session.close()
+        raise
+    stack._closer.callback(session.close)
+    return stack
 
 
-def start_stack(spec: StackSpec, *, backend: str = "process", binary: EnvoyBinary | None = None) -> Stack:
+StackFactory = Callable[[StackSpec, EnvoyBinary, BackendOptions], Stack]
+BACKENDS: dict[str, StackFactory] = {"process": process_stack, "docker": docker_stack}
+
+
+@contextmanager
+def backend_options(backend: str, *, envoy_image: str | None = None,
+                    announce: Callable[[str], None] | None = None) -> Iterator[BackendOptions]:
+    """The options for a program's stacks on BACKEND, open while it runs them: for docker, one DockerSession
+    (ENVOY_IMAGE: the image to use instead of the automatic choice), closed — and swept — at the end."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend '{backend}'", fix="use one of: " + ", ".join(sorted(BACKENDS)))
+    if backend != "docker":
+        yield BackendOptions()
+        return
+    from wasmfilter.envoy.engine import client
+    from wasmfilter.harness.docker import DockerSession
+
+    client()  # an unreachable engine is one clear error up front, not one per scenario file
+    with DockerSession(envoy_image=envoy_image, announce=announce) as session:
+        yield BackendOptions(docker=session)
+
+
+def start_stack(spec: StackSpec, *, backend: str = "process", binary: EnvoyBinary | None = None,
+                options: BackendOptions | None = None) -> Stack:
     factory = BACKENDS.get(backend)
     if factory is None:
-        _load_optional_backends()
-        factory = BACKENDS.get(backend)
-    if factory is None:
         raise UsageError(f"unknown backend '{backend}'", fix="use one of: " + ", ".join(sorted(BACKENDS)))
-    return factory(spec, binary or resolve(spec.manifest.envoy_version))
-
-
-def _load_optional_backends() -> None:
-    try:
-        from wasmfilter.envoy import container  # noqa: F401 - registers the docker backend
-    except ImportError:
-        pass
+    return factory(spec, binary or resolve(spec.manifest.envoy_version), options or BackendOptions())

@@ -1,0 +1,169 @@
+"""One scenario case against a running Envoy: send its request(s), compare every response with the expectation
+(status, headers, body, JSON, what the upstream saw) and Envoy's stats before/after, one line per difference."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wasmfilter.harness.client import Client, Response
+from wasmfilter.harness.scenario import Case, Expect, UpstreamExpect
+
+
+def check_response(expect: Expect, resp: Response) -> list[str]:
+    """Every way RESP differs from EXPECT, one line each."""
+    problems: list[str] = []
+    if expect.status is not None and resp.status != expect.status:
+        problems.append(f"status: expected {expect.status}, got {resp.status}")
+    for name, value in expect.headers.items():
+        got = resp.header(name)
+        if got != value:
+            problems.append(f"response header '{name}': expected {value!r}, got {got!r}")
+    for name in expect.headers_absent:
+        if resp.header(name) is not None:
+            problems.append(f"response header '{name}': expected absent, got {resp.header(name)!r}")
+    text = resp.body.decode("utf-8", "replace")
+    if expect.body is not None and text != expect.body:
+        problems.append(f"body: expected {expect.body!r}, got {_short(text)!r}")
+    if expect.body_contains is not None and expect.body_contains not in text:
+        problems.append(f"body: expected to contain {expect.body_contains!r}, got {_short(text)!r}")
+    for forbidden in expect.body_not_contains:
+        if forbidden in text:
+            problems.append(f"body: must not contain {forbidden!r}, got {_short(text)!r}")
+    if expect.json_body is not None:
+        try:
+            problems += _json_subset("json", expect.json_body, json.loads(text))
+        except json.JSONDecodeError:
+            problems.append(f"body: expected JSON, got {_short(text)!r}")
+    if expect.upstream is not None:
+        problems += _check_upstream(expect.upstream, resp.echo())
+    return problems
+
+
+def _check_upstream(expect: UpstreamExpect, echo: dict[str, Any] | None) -> list[str]:
+    if not expect.reached:
+        return [] if echo is None else [f"upstream: expected the request not to reach it, but '{echo['upstream']}' "
+                                        "answered"]
+    if echo is None:
+        return ["upstream: expected the request to reach the echo upstream, but it did not answer"]
+    problems = []
+    seen = {}
+    for k, v in echo["headers"]:
+        seen[k] = f"{seen[k]}, {v}" if k in seen else v
+    for attr in ("name", "path", "method", "body"):
+        want = getattr(expect, attr)
+        got = echo["upstream"] if attr == "name" else echo[attr]
+        if want is not None and got != want:
+            problems.append(f"upstream {attr}: expected {want!r}, got {got!r}")
+    for name, value in expect.headers.items():
+        if seen.get(name.lower()) != value:
+            problems.append(f"upstream header '{name}': expected {value!r}, got {seen.get(name.lower())!r}")
+    for name in expect.headers_absent:
+        if name.lower() in seen:
+            problems.append(f"upstream header '{name}': expected absent, got {seen[name.lower()]!r}")
+    return problems
+
+
+def _json_subset(where: str, want: Any, got: Any) -> list[str]:
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return [f"{where}: expected an object, got {got!r}"]
+        return [p for k, v in want.items() for p in
+                (_json_subset(f"{where}.{k}", v, got[k]) if k in got else [f"{where}.{k}: missing"])]
+    return [] if want == got else [f"{where}: expected {want!r}, got {got!r}"]
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+@dataclass
+class CaseResult:
+    file: Path
+    name: str
+    problems: list[str]
+    seconds: float
+    responses: int = 1
+    log_tail: str = ""
+    filter_logs: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+StatsReader = Callable[[], dict[str, int]]
+
+
+def run_case(case: Case, base_url: str, stats: StatsReader, client: Client | None = None) -> tuple[list[str], int]:
+    """Run one case (with its repeats and retries); the problems found and how many responses were read."""
+    deadline = time.monotonic() + (case.eventually.timeout_ms / 1000 if case.eventually else 0)
+    while True:
+        problems, count = _run_case_once(case, base_url, stats, client)
+        if not problems or case.eventually is None or time.monotonic() >= deadline:
+            if problems and case.eventually is not None:
+                problems = [f"still failing after {case.eventually.timeout_ms} ms: {p}" for p in problems]
+            return problems, count
+        time.sleep(case.eventually.interval_ms / 1000)
+
+
+def _run_case_once(case: Case, base_url: str, stats: StatsReader, client: Client | None) -> tuple[list[str], int]:
+    before = stats() if case.expect.stats else {}
+    if case.repeat == 1 and case.parallel == 1:
+        own = client is None
+        client = client or Client(base_url)
+        try:
+            responses = [client.send(case.request)]
+        finally:
+            if own:
+                client.close()
+    else:
+        responses = _send_many(case, base_url)
+    problems: list[str] = []
+    if case.expect.status_counts is not None:
+        counts: dict[int, int] = {}
+        for r in responses:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        if counts != case.expect.status_counts:
+            problems.append(f"status counts: expected {case.expect.status_counts}, got {dict(sorted(counts.items()))}")
+        per_response = case.expect.model_copy(update={"status": None})
+    else:
+        per_response = case.expect
+    for i, resp in enumerate(responses):
+        for p in check_response(per_response, resp):
+            problems.append(p if len(responses) == 1 else f"response {i + 1}: {p}")
+    if case.expect.stats:
+        after = stats()
+        for name, delta in case.expect.stats.items():
+            got = after.get(name, 0) - before.get(name, 0)
+            if name not in after:
+                problems.append(f"stat '{name}': does not exist (Envoy has {_similar(name, after)})")
+            elif got != delta:
+                problems.append(f"stat '{name}': expected +{delta}, got +{got}")
+    return problems, len(responses)
+
+
+def _send_many(case: Case, base_url: str) -> list[Response]:
+    per_worker = [case.repeat // case.parallel + (1 if i < case.repeat % case.parallel else 0)
+                  for i in range(case.parallel)]
+
+    def worker(n: int) -> list[Response]:
+        client = Client(base_url)
+        try:
+            return [client.send(case.request) for _ in range(n)]
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=case.parallel) as pool:
+        return [r for batch in pool.map(worker, per_worker) for r in batch]
+
+
+def _similar(name: str, stats: dict[str, int]) -> str:
+    stem = name.rsplit(".", 1)[-1]
+    near = [k for k in stats if stem in k][:5]
+    return ", ".join(near) if near else "no stat of that name"
