@@ -18,11 +18,13 @@ APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-lib
 # Scenario files run on both Envoy backends in `make test` (docs/docker.md); override with WASMFILTER_BACKENDS=process.
 WASMFILTER_BACKENDS ?= process,docker
 
-.PHONY: help setup toolchain venv demo test test-rust test-python lint bench clean images compose-up compose-down
+.PHONY: help setup toolchain venv demo test test-rust test-python lint lint-python lint-rust bench clean images \
+	compose-up compose-down
 
 help:
 	@echo "make demo   install everything, build the reference filters, run them in a real Envoy"
-	@echo "make test   install everything, run the whole suite (Rust unit tests, clippy, pytest)"
+	@echo "make test   install everything, run the whole suite: lint first, then Rust unit tests and pytest"
+	@echo "make lint   ruff, mypy (toolkit/), cargo clippy -D warnings (filters/)"
 	@echo "make bench  the full benchmark (not part of make test)"
 	@echo "make compose-up / compose-down   the reference filters in docker-compose on 127.0.0.1 (docs/docker.md)"
 
@@ -48,10 +50,24 @@ $(STAMP)/venv: pyproject.toml
 demo: setup
 	$(WF) demo
 
-test: setup test-rust test-python
+# Lint first: a red lint fails `make test` (and CI) before the long suite starts.
+test: setup
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory test-rust
+	$(MAKE) --no-print-directory test-python
 
+lint: lint-python lint-rust
+
+lint-python: setup
+	$(VENV)/bin/ruff check toolkit tests benchmarks filters
+	$(VENV)/bin/mypy
+
+lint-rust: setup
+	$(WF) unittest filters --clippy-only
+
+# The Cargo workspace at once: every filter's plain-Rust tests (clippy ran in lint).
 test-rust: setup
-	@for f in filters/*/filter.yaml; do $(WF) unittest $$(dirname $$f) || exit 1; done
+	$(WF) unittest filters --no-clippy
 
 test-python: setup
 	WASMFILTER_BACKENDS=$(WASMFILTER_BACKENDS) $(PY) -m pytest

@@ -92,6 +92,30 @@ def frozen_auth_build(pytestconfig, tmp_path_factory):
     return dataclasses.replace(auth_build, wasm=frozen, sha256=hashlib.sha256(frozen.read_bytes()).hexdigest())
 
 
+@pytest.fixture
+def docker_session():
+    """A DockerSession for one test (labels, image choice, reaper), closed — and swept — after it."""
+    from wasmfilter.harness.docker import DockerSession
+
+    with DockerSession() as session:
+        yield session
+
+
+@pytest.fixture
+def wasmfilter_env(monkeypatch):
+    """`wasmfilter_env(NAME, VALUE)`: set a WASMFILTER_* variable for one test; the settings are re-read then and
+    again after the test (they are read once per process otherwise)."""
+    from wasmfilter import settings
+
+    def set_env(name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        settings.reload()
+
+    yield set_env
+    monkeypatch.undo()
+    settings.reload()
+
+
 def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """GET URL: status, lower-cased headers, body (an HTTP error status is returned, not raised)."""
     req = urllib.request.Request(url, headers=headers or {})

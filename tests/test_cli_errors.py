@@ -59,6 +59,15 @@ def test_malformed_scenario_file(tmp_path):
     assert_one_line_error(run_cli("test", str(AUTH), "--scenario", str(bad)), "is not valid YAML")
 
 
+def test_scenario_feature_not_in_test_features_is_refused_before_any_build(tmp_path):
+    # filter.yaml's test_features is the list of cargo features scenario files may turn on (e.g. test-panic).
+    wants = tmp_path / "wants.yaml"
+    wants.write_text("features: [rs256, no-such-feature]\ncases:\n  - name: x\n    expect: {status: 401}\n")
+    result = run_cli("test", str(AUTH), "--scenario", str(wants))
+    assert_one_line_error(result, "rs256, no-such-feature", "test_features")
+    assert "Compiling" not in result.stdout + result.stderr
+
+
 def test_validate_names_the_bad_field(tmp_path, auth_build):
     good = tmp_path / "envoy.yaml"
     result = run_cli("config", str(AUTH), "--wasm", str(auth_build.wasm), "-o", str(good))

@@ -14,8 +14,9 @@ import yaml
 
 from tests.conftest import REPO
 from tests.conftest import http_get as _get
-from wasmfilter.envoy import container, images
+from wasmfilter.envoy import container, engine, images
 from wasmfilter.harness import compose
+from wasmfilter.harness.docker import new_run_id
 
 pytestmark = pytest.mark.docker
 
@@ -55,13 +56,15 @@ def test_compose_file_shape():
 
 
 @pytest.mark.parametrize("name", compose.COMPOSE_FILTERS)
-def test_envoy_in_its_image_accepts_the_config(name):
+def test_envoy_in_its_image_accepts_the_config(name, docker_session):
     from wasmfilter.build.cargo import build
 
     wasm = build(REPO / "filters" / name).wasm
     assert wasm.parent == REPO / compose.WASM_HOST_DIR
+    run_id = new_run_id()
     line = container.validate_in_container(REPO / "envoy-configs" / f"{name}.yaml",
                                            image=images.choose_envoy_image().tag,
+                                           name=f"wasmfilter-{run_id}-validate", labels=docker_session.labels(run_id),
                                            config_path=compose.CONFIG_IN_CONTAINER,
                                            mounts={wasm.parent: compose.WASM_DIR})
     assert "OK" in line
@@ -88,7 +91,7 @@ def test_compose_up_serves_the_filters_then_down_removes_everything():
     for f in compose.compose_filters(REPO):
         env[f"{f.env_prefix}_PORT"] = str(_free_port())
         env[f"{f.env_prefix}_ADMIN_PORT"] = str(_free_port())
-    api = images.client()
+    api = engine.client()
     try:
         endpoints = {ep.filter: ep for ep in compose.up(REPO, project=project, env=env)}
         assert set(endpoints) == set(compose.COMPOSE_FILTERS)

@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import AUTH
 from tests.conftest import http_get as _get
-from wasmfilter.envoy import container, images
+from wasmfilter.envoy import container, engine
+from wasmfilter.harness import docker
 from wasmfilter.harness import stack as harness
 from wasmfilter.harness.stack import StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
@@ -19,7 +20,6 @@ pytestmark = pytest.mark.docker
 
 
 def test_docker_is_a_registered_backend():
-    harness._load_optional_backends()
     assert "docker" in harness.BACKENDS and "process" in harness.BACKENDS
 
 
@@ -28,7 +28,7 @@ def test_stack_runs_the_filter_in_containers_and_leaves_nothing(auth_build):
     with start_stack(StackSpec(manifest=manifest, wasm_path=auth_build.wasm), backend="docker") as stack:
         envoy = stack.envoy
         assert envoy.backend == "docker" and envoy.start_seconds and envoy.start_seconds > 0
-        run_id = envoy.run_id
+        run_id = stack.run_id
 
         # the filter works through the container: denied without a key, forwarded with one
         status, _, _ = _get(stack.url + "/orders")
@@ -40,8 +40,8 @@ def test_stack_runs_the_filter_in_containers_and_leaves_nothing(auth_build):
         assert envoy.admin.stats()["wasmcustom.wasmfilter_auth.allowed"] >= 1
         assert any("][wasm]" in line for line in envoy.logs().splitlines())
 
-        api = images.client()
-        ours = api.containers.list(filters={"label": f"{container.RUN_LABEL}={run_id}"})
+        api = engine.client()
+        ours = api.containers.list(filters={"label": f"{docker.RUN_LABEL}={run_id}"})
         assert len(ours) == 2  # Envoy + one echo upstream
         env = next(c for c in ours if c.name.endswith("-envoy"))
         env.reload()
@@ -55,10 +55,10 @@ def test_stack_runs_the_filter_in_containers_and_leaves_nothing(auth_build):
         echo_c = next(c for c in ours if "-echo-" in c.name)
         echo_c.reload()
         assert not any(echo_c.attrs["NetworkSettings"]["Ports"].values())  # the upstream is not published
-        networks = api.networks.list(filters={"label": f"{container.RUN_LABEL}={run_id}"})
+        networks = api.networks.list(filters={"label": f"{docker.RUN_LABEL}={run_id}"})
         assert len(networks) == 1 and set(env.attrs["NetworkSettings"]["Networks"]) == {networks[0].name}
-        assert container.leftovers(run=run_id) != {"containers": [], "networks": []}
-    assert container.leftovers(run=run_id) == {"containers": [], "networks": []}
+        assert docker.leftovers(run=run_id) != {"containers": [], "networks": []}
+    assert docker.leftovers(run=run_id) == {"containers": [], "networks": []}
     assert "starting main dispatch loop" in envoy.logs()  # the logs survive the container
 
 

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from wasmfilter.envoy import container, images
+from wasmfilter.envoy import engine, images
 from wasmfilter.envoy.binary import resolve
+from wasmfilter.harness.docker import DockerSession
 from wasmfilter.harness.upstream import EchoUpstream
 
 pytestmark = pytest.mark.docker
@@ -23,7 +24,7 @@ def test_envoy_image_is_reused_by_content_hash():
     assert again.tag == first.tag and not again.built
     assert again.tag.startswith(f"{images.ENVOY_REPO}:{binary.version}-")
     assert again.inputs_hash in again.tag
-    image = images.client().images.get(again.tag)
+    image = engine.client().images.get(again.tag)
     assert f"{images.ENVOY_REPO}:{binary.version}" in image.tags
     assert image.labels[images.IMAGE_LABEL] == "envoy"
     assert image.attrs["Config"]["Entrypoint"] == [images.ENVOY_IN_IMAGE]
@@ -35,9 +36,9 @@ def test_envoy_image_holds_the_wheel_binary_and_its_loader():
     assert any("ld-linux" in f for f in files), files
     assert any("/libc.so" in f for f in files), files
     # and it really runs: Envoy prints its version from inside the image
-    api = images.client()
+    api = engine.client()
     out = api.containers.run(images.ensure_envoy_image().tag, ["--version"], remove=True, network_mode="none",
-                             labels=container.labels("version-check"))
+                             labels=DockerSession().labels("version-check"))
     assert resolve().version in out.decode()
 
 
@@ -50,12 +51,10 @@ def test_echo_image_is_reused_by_source_hash(monkeypatch):
     monkeypatch.setattr(images, "build_echo_binary", no_cargo)
     again = images.ensure_echo_image()
     assert again.tag == first.tag and not again.built  # a tag lookup only
-    assert images.ECHO_LATEST in images.client().images.get(again.tag).tags
+    assert images.ECHO_LATEST in engine.client().images.get(again.tag).tags
 
 
-def test_image_choice_falls_back_to_the_local_build_and_says_why(monkeypatch):
-    monkeypatch.delenv("WASMFILTER_ENVOY_IMAGE", raising=False)
-    images._choices.clear()
+def test_image_choice_falls_back_to_the_local_build_and_says_why():
     lines: list[str] = []
     choice = images.choose_envoy_image(resolve(), announce=lines.append)
     official = images.OFFICIAL_ENVOY.format(version=resolve().version)
@@ -66,12 +65,12 @@ def test_image_choice_falls_back_to_the_local_build_and_says_why(monkeypatch):
         assert len(lines) == 1 and official in lines[0] and "built locally" in lines[0]
 
 
-def test_explicit_image_is_used_as_given(monkeypatch):
+def test_explicit_image_is_used_as_given(wasmfilter_env):
     tag = images.ensure_envoy_image().tag
-    images._choices.clear()
-    monkeypatch.setenv("WASMFILTER_ENVOY_IMAGE", tag)
-    assert images.choose_envoy_image(resolve()).tag == tag
-    images._choices.clear()
+    assert images.choose_envoy_image(resolve(), override=tag).tag == tag
+    wasmfilter_env("WASMFILTER_ENVOY_IMAGE", tag)  # the variable reaches a docker session through the settings
+    with DockerSession() as session:
+        assert session.envoy_image(resolve()).tag == tag
 
 
 REQUESTS = [
@@ -105,9 +104,9 @@ def _ask(port: int, method: str, path: str, headers: dict[str, str], body: bytes
 
 
 def test_echo_container_answers_exactly_like_the_python_echo_upstream():
-    api = images.client()
+    api = engine.client()
     echo = api.containers.run(images.ensure_echo_image().tag, ["--name", "parity", "--port", "8000"], detach=True,
-                              ports={"8000/tcp": ("127.0.0.1", None)}, labels=container.labels("echo-parity"))
+                              ports={"8000/tcp": ("127.0.0.1", None)}, labels=DockerSession().labels("echo-parity"))
     try:
         deadline = time.monotonic() + 20
         while "echo upstream" not in echo.logs().decode() and time.monotonic() < deadline:
@@ -149,21 +148,19 @@ def test_content_hash_follows_every_input(tmp_path):
     assert images._inputs_hash(files, "FROM scratch\n") != base
 
 
-def test_official_image_is_preferred_when_present_locally(monkeypatch):
+def test_official_image_is_preferred_when_present_locally():
     from wasmfilter.envoy.binary import EnvoyBinary
 
-    monkeypatch.delenv("WASMFILTER_ENVOY_IMAGE", raising=False)
     real = resolve()
     fake = EnvoyBinary(real.path, "9.9.9", real.source)  # a version nobody else uses: its "official" tag is ours
     official = images.OFFICIAL_ENVOY.format(version="9.9.9")
-    api = images.client()
+    api = engine.client()
     api.images.get(images.ensure_envoy_image(real).tag).tag("envoyproxy/envoy", "v9.9.9")
     try:
         lines: list[str] = []
         choice = images.choose_envoy_image(fake, announce=lines.append)
         assert choice.tag == official and "official, present locally" in lines[0]
     finally:
-        images._choices.clear()
         api.images.remove(official, noprune=True)
 
 

@@ -14,8 +14,9 @@ import pytest
 from conftest import FILTERS
 
 from wasmfilter.build import abi
-from wasmfilter.build.cargo import BuildResult, build, sha256_file
+from wasmfilter.build.cargo import BuildResult, build
 from wasmfilter.envoy.binary import resolve
+from wasmfilter.files import sha256_file
 from wasmfilter.harness import scenario
 from wasmfilter.harness.runner import run_file, stack_spec
 from wasmfilter.harness.stack import start_stack

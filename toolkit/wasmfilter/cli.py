@@ -85,11 +85,10 @@ def config(path: Optional[Path] = PathArg,
     Envoy validates it first, so an invalid plugin configuration is refused with the filter's own reason."""
     from wasmfilter.envoy.standalone import bootstrap_for
     from wasmfilter.envoy.validate import validate_text
+    from wasmfilter.files import refuse_existing, write_new
 
-    if output is not None and output.exists() and not force:
-        from wasmfilter.errors import UsageError
-
-        raise UsageError(f"'{output}' already exists", fix="pass --force to overwrite it, or choose another -o")
+    if output is not None:
+        refuse_existing(output, force=force)
     text = bootstrap_for(path, wasm=wasm, port=port, admin_port=admin_port, upstream=upstream,
                          allow_fail_open=allow_fail_open)
     if not no_validate:
@@ -97,8 +96,6 @@ def config(path: Optional[Path] = PathArg,
     if output is None:
         sys.stdout.write(text)
         return
-    from wasmfilter.envoy.standalone import write_new
-
     write_new(output, text, force=force)
     out.print(f"wrote {output}")
 
@@ -166,13 +163,18 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
 
 
 @app.command()
-def unittest(path: Optional[Path] = PathArg) -> None:
-    """The filter's plain-Rust unit tests on the host (cargo test), then clippy with warnings denied."""
+def unittest(path: Optional[Path] = PathArg,
+             no_clippy: bool = typer.Option(False, "--no-clippy", help="Only the tests (make test: clippy runs in make "
+                                            "lint)."),
+             clippy_only: bool = typer.Option(False, "--clippy-only", help="Only clippy (make lint).")) -> None:
+    """The filter's plain-Rust unit tests on the host (cargo test), then clippy with warnings denied. PATH may be
+    the Cargo workspace (filters/): then every member."""
     from wasmfilter.build.cargo import unit_test
 
-    with console.progress("cargo test + clippy") as step:
-        unit_test(path, progress=step)
-    out.print("cargo test and clippy passed")
+    what = "clippy" if clippy_only else "cargo test" if no_clippy else "cargo test and clippy"
+    with console.progress(what) as step:
+        unit_test(path, tests=not clippy_only, clippy=not no_clippy, progress=step)
+    out.print(f"{what} passed")
 
 
 @app.command()

@@ -25,6 +25,7 @@ VARIABLES = {
     "WASMFILTER_REGISTRY_USERNAME": "registry user of push/pull/istio (as --username)",
     "WASMFILTER_REGISTRY_PASSWORD": "registry password of push/pull/istio (as --password)",
     "WASMFILTER_BACKENDS": "pytest: the backends scenario files run on, comma-separated (process,docker)",
+    "WASMFILTER_<FILTER>_PORT": "docker-compose: the host port of a reference filter's listener (and _ADMIN_PORT)",
 }
 
 
@@ -42,6 +43,9 @@ class Settings:
     registry_username: str | None = None
     registry_password: str | None = None
     backends: tuple[str, ...] = ("process",)
+    # Every WASMFILTER_* variable as set: docker-compose substitutes them in docker-compose.yml (images, and the
+    # per-filter WASMFILTER_<FILTER>_PORT / _ADMIN_PORT), so `compose up` reads the published ports from here.
+    compose_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -58,7 +62,8 @@ class Settings:
                    registry_bin=get("WASMFILTER_REGISTRY_BIN"),
                    registry_username=get("WASMFILTER_REGISTRY_USERNAME"),
                    registry_password=env.get("WASMFILTER_REGISTRY_PASSWORD"),
-                   backends=backends or ("process",))
+                   backends=backends or ("process",),
+                   compose_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("WASMFILTER_"))))
 
 
 @functools.cache

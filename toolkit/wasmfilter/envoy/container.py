@@ -63,11 +63,12 @@ def wasm_path_in_container(host_path: Path) -> str:
     return f"{WASM_DIR}/{host_path.name}"
 
 
-class EnvoyContainer:
+class EnvoyContainer(protocol.EnvoyBase):
     """Envoy in a container named NAME with LABELS. CONFIG must listen on 0.0.0.0:10000 with admin on 0.0.0.0:9901
     (see harness.docker.container_bootstrap); MOUNTS maps host files to their paths in the container (read-only)."""
 
     backend = "docker"
+    what = "the Envoy container"
 
     def __init__(self, config: str, *, image: str, name: str, labels: Mapping[str, str],
                  mounts: Mapping[Path, str] | None = None, network: str | None = None, version: str = "",
@@ -89,10 +90,7 @@ class EnvoyContainer:
         self.keep_workdir = current().keep_workdir if keep_workdir is None else keep_workdir
         self.workdir: Path | None = None
         self.container: Container | None = None
-        self._admin: Admin | None = None
         self.listener_port: int | None = None
-        self._start_seconds: float | None = None
-        self._pid: int | None = None
         self._final_logs = ""
 
     @property
@@ -100,41 +98,13 @@ class EnvoyContainer:
         return self._version
 
     @property
-    def admin(self) -> Admin:
-        if self._admin is None:
-            raise protocol.not_started("the Envoy container")
-        return self._admin
-
-    @property
     def listener_url(self) -> str:
         return f"http://127.0.0.1:{self.listener_port}"
-
-    @property
-    def start_seconds(self) -> float:
-        if self._start_seconds is None:
-            raise protocol.not_started("the Envoy container")
-        return self._start_seconds
-
-    @property
-    def pid(self) -> int:
-        """Envoy's process id on this host (the container's init process: Envoy itself is the entrypoint)."""
-        if self._pid is None:
-            raise protocol.not_started("the Envoy container")
-        return self._pid
-
-    def cpu_ns(self) -> int:
-        return protocol.cpu_ns(self.pid)
-
-    def rss_kb(self) -> int:
-        return protocol.rss_kb(self.pid)
 
     def logs(self) -> str:
         if self.container is not None:
             return logs_of(self.container)
         return self._final_logs
-
-    def filter_logs(self) -> list[str]:
-        return protocol.filter_log_lines(self.logs())
 
     def command(self) -> list[str]:
         return ["-c", f"{CONFIG_DIR}/envoy.yaml", "-l", self.log_level, "--component-log-level",
@@ -197,6 +167,7 @@ class EnvoyContainer:
         if self.listener_port is None:
             raise protocol.start_error("Docker did not publish Envoy's listener port", "check the Docker engine",
                                        logs_of(container))
+        # Envoy's process id on this host: the container's init process (Envoy itself is the entrypoint).
         self._pid = int(container.attrs.get("State", {}).get("Pid") or 0) or None
 
     def stop(self) -> None:
@@ -206,12 +177,6 @@ class EnvoyContainer:
             self.container = None
         if self.workdir is not None and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> EnvoyContainer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def validate_in_container(config: Path, *, image: str, name: str, labels: Mapping[str, str],

@@ -17,7 +17,7 @@ from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.settings import current
 
 
-class EnvoyProcess:
+class EnvoyProcess(protocol.EnvoyBase):
     backend = "process"
 
     def __init__(self, config: str, *, binary: EnvoyBinary | None = None, concurrency: int = 2,
@@ -32,41 +32,15 @@ class EnvoyProcess:
         self.keep_workdir = current().keep_workdir if keep_workdir is None else keep_workdir
         self.workdir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        self._admin: Admin | None = None
         self.listener_port: int | None = None
-        self._start_seconds: float | None = None
 
     @property
     def version(self) -> str:
         return self.binary.version
 
     @property
-    def admin(self) -> Admin:
-        if self._admin is None:
-            raise protocol.not_started("Envoy")
-        return self._admin
-
-    @property
     def listener_url(self) -> str:
         return f"http://127.0.0.1:{self.listener_port}"
-
-    @property
-    def start_seconds(self) -> float:
-        if self._start_seconds is None:
-            raise protocol.not_started("Envoy")
-        return self._start_seconds
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise protocol.not_started("Envoy")
-        return self.proc.pid
-
-    def cpu_ns(self) -> int:
-        return protocol.cpu_ns(self.pid)
-
-    def rss_kb(self) -> int:
-        return protocol.rss_kb(self.pid)
 
     @property
     def log_path(self) -> Path | None:
@@ -77,9 +51,6 @@ class EnvoyProcess:
             return self.log_path.read_text(errors="replace") if self.log_path else ""
         except OSError:
             return ""
-
-    def filter_logs(self) -> list[str]:
-        return protocol.filter_log_lines(self.logs())
 
     def start(self) -> EnvoyProcess:
         self.workdir = Path(tempfile.mkdtemp(prefix="wasmfilter-envoy-"))
@@ -96,6 +67,7 @@ class EnvoyProcess:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     preexec_fn=subprocesses.die_with_parent, start_new_session=True)
         self.proc = proc
+        self._pid = proc.pid
 
         def admin_address() -> Admin | None:
             text = address_path.read_text().strip() if address_path.exists() else ""
@@ -119,9 +91,3 @@ class EnvoyProcess:
         subprocesses.stop(self.proc)
         if self.workdir is not None and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> EnvoyProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

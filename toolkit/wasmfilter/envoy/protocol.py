@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 from wasmfilter.envoy.admin import Admin
 from wasmfilter.envoy.validate import envoy_reason
@@ -39,6 +39,58 @@ class Envoy(Protocol):
     def cpu_ns(self) -> int: ...
     def rss_kb(self) -> int: ...
     def stop(self) -> None: ...
+
+
+class EnvoyBase:
+    """What both backends share once started: the protocol's figures from what `start()` recorded (`_admin`,
+    `_start_seconds`, `_pid`), the filter's log lines, the context manager."""
+
+    what = "Envoy"
+    _admin: Admin | None = None
+    _start_seconds: float | None = None
+    _pid: int | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def logs(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def admin(self) -> Admin:
+        if self._admin is None:
+            raise not_started(self.what)
+        return self._admin
+
+    @property
+    def start_seconds(self) -> float:
+        if self._start_seconds is None:
+            raise not_started(self.what)
+        return self._start_seconds
+
+    @property
+    def pid(self) -> int:
+        if self._pid is None:
+            raise not_started(self.what)
+        return self._pid
+
+    def cpu_ns(self) -> int:
+        return cpu_ns(self.pid)
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def filter_logs(self) -> list[str]:
+        return filter_log_lines(self.logs())
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def filter_log_lines(logs: str) -> list[str]:

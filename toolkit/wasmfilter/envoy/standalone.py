@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from wasmfilter.build.cargo import build
@@ -32,16 +30,3 @@ def bootstrap_for(path: str | Path | None = None, *, wasm: str | Path | None = N
     fragment = WasmFilter.from_manifest(manifest, Path(wasm).resolve(), allow_fail_open=allow_fail_open).fragment()
     return Bootstrap(upstreams=upstreams, http_filters=[fragment], listener_host=listener_host, listener_port=port,
                      admin_host=admin_host, admin_port=admin_port).render()
-
-
-def write_new(path: str | Path, text: str, *, force: bool = False) -> None:
-    """Write atomically; never replace an existing file unless FORCE."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise UsageError(f"'{target}' already exists", fix="pass --force to overwrite it, or choose another -o")
-    if not target.parent.is_dir():
-        raise UsageError(f"directory '{target.parent}' does not exist", fix="create it first")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, target)

@@ -52,7 +52,7 @@ def _check_upstream(expect: UpstreamExpect, echo: dict[str, Any] | None) -> list
     if echo is None:
         return ["upstream: expected the request to reach the echo upstream, but it did not answer"]
     problems = []
-    seen = {}
+    seen: dict[str, str] = {}
     for k, v in echo["headers"]:
         seen[k] = f"{seen[k]}, {v}" if k in seen else v
     for attr in ("name", "path", "method", "body"):

@@ -25,6 +25,7 @@ from wasmfilter.envoy.protocol import wait_until
 from wasmfilter.errors import DockerError, ToolchainError, UsageError, tail
 from wasmfilter.manifest import Manifest, load_manifest
 from wasmfilter.paths import data_dir
+from wasmfilter.settings import current
 
 # The reference filters in the compose demo, in order; each gets listener port 10001+i and admin port 9901+i.
 COMPOSE_FILTERS = ("auth", "ratelimit", "routing")
@@ -114,7 +115,7 @@ def compose_yaml(filters: list[ComposeFilter], envoy_version: str) -> str:
                   "    image: ${WASMFILTER_ECHO_IMAGE:-" + images.ECHO_LATEST + "}",
                   f"    command: [\"--name\", {_q(name)}, \"--port\", \"{images.ECHO_PORT}\"]",
                   "    labels:",
-                  "      wasmfilter.harness.compose: \"1\""]
+                  "      wasmfilter.compose: \"1\""]
     for f in filters:
         deps = [echo_service(u) for u in f.manifest.upstreams]
         lines += [f"  {f.service}:",
@@ -131,7 +132,7 @@ def compose_yaml(filters: list[ComposeFilter], envoy_version: str) -> str:
                   f"      - \"127.0.0.1:${{{f.env_prefix}_ADMIN_PORT:-{f.admin_port}}}:9901\"",
                   "    depends_on: [" + ", ".join(deps) + "]",
                   "    labels:",
-                  "      wasmfilter.harness.compose: \"1\""]
+                  "      wasmfilter.compose: \"1\""]
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +207,7 @@ class Endpoint:
 
 
 def endpoints(env: dict[str, str] | None = None, root: Path | None = None) -> list[Endpoint]:
-    env = {**os.environ, **(env or {})}
+    env = {**dict(current().compose_env), **(env or {})}
     out = []
     for f in compose_filters(root):
         port = int(env.get(f"{f.env_prefix}_PORT", f.port))
@@ -215,7 +216,7 @@ def endpoints(env: dict[str, str] | None = None, root: Path | None = None) -> li
     return out
 
 
-def prepare(root: Path | None = None, announce=None) -> dict[str, str]:
+def prepare(root: Path | None = None, announce: images.Announce | None = None) -> dict[str, str]:
     """Build the compose filters' .wasm files and the images; the env compose needs to use them."""
     from wasmfilter.build.cargo import build
 
@@ -226,15 +227,16 @@ def prepare(root: Path | None = None, announce=None) -> dict[str, str]:
             raise UsageError(f"{f.name} was built to {result.wasm}, not {WASM_HOST_DIR}/{f.wasm_name}",
                              fix="run `wasmfilter compose config` to regenerate the compose files")
     env: dict[str, str] = {}
-    if not os.environ.get("WASMFILTER_ENVOY_IMAGE"):
+    if not current().envoy_image:
         env["WASMFILTER_ENVOY_IMAGE"] = images.choose_envoy_image(announce=announce).tag
-    if not os.environ.get("WASMFILTER_ECHO_IMAGE"):
+    if not current().echo_image:
         env["WASMFILTER_ECHO_IMAGE"] = images.ensure_echo_image(announce=announce).tag
     return env
 
 
 def up(root: Path | None = None, *, project: str = DEFAULT_PROJECT, env: dict[str, str] | None = None,
-       build_first: bool = True, ready_timeout: float = 60.0, announce=None) -> list[Endpoint]:
+       build_first: bool = True, ready_timeout: float = 60.0, announce: images.Announce | None = None
+       ) -> list[Endpoint]:
     """`docker compose up -d` (after building filters + images), then wait until every Envoy's admin /ready."""
     root = root or repo_root()
     write(root, check=True)

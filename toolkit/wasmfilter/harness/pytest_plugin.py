@@ -23,7 +23,7 @@ from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.harness import scenario
 from wasmfilter.harness.checks import run_case
 from wasmfilter.harness.client import Client
-from wasmfilter.harness.runner import stack_spec
+from wasmfilter.harness.runner import features_for, stack_spec
 from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
@@ -119,7 +119,7 @@ class ScenarioBackend(pytest.Collector):
 
     def setup(self) -> None:
         manifest = load_manifest(self.path.parent.parent)
-        wasm = cached_build(self.config, manifest.crate_dir, self.sfile.features).wasm
+        wasm = cached_build(self.config, manifest.crate_dir, features_for(manifest, self.sfile)).wasm
         self.stack = start_stack(stack_spec(manifest, self.sfile, wasm), backend=self.backend,
                                  binary=_binary(self.config, manifest),
                                  options=backend_options(self.config, self.backend))

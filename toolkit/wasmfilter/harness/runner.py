@@ -52,6 +52,17 @@ class BuildCache:
         return self._built[key]
 
 
+def features_for(manifest: Manifest, sfile: scenario.ScenarioFile) -> tuple[str, ...]:
+    """The cargo features SFILE's build has: only those filter.yaml's `test_features` allows (they exist for tests,
+    e.g. a panic trigger, and must never reach a shipped module by a scenario file's say-so)."""
+    unknown = [f for f in sfile.features if f not in manifest.test_features]
+    if unknown:
+        raise ScenarioError(f"scenario file '{sfile.path}' asks for cargo feature(s) {', '.join(unknown)}, which "
+                            f"filter.yaml's test_features does not list",
+                            fix="add them to test_features in filter.yaml, or drop them from the scenario file")
+    return tuple(sfile.features)
+
+
 def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> StackSpec:
     return StackSpec(manifest=manifest, wasm_path=wasm, plugin_config=sfile.plugin_config(manifest.config),
                      failure_policy=sfile.failure_policy, allow_fail_open=sfile.allow_fail_open,
@@ -96,12 +107,13 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
         raise ScenarioError(f"no scenario files in '{manifest.scenario_dir}'",
                             fix="add YAML scenario files there (see docs/scenarios.md)")
     sfiles = [scenario.load(f) for f in files]  # every file is checked before anything starts
+    features = [features_for(manifest, sfile) for sfile in sfiles]
     binary: EnvoyBinary = resolve(envoy_version or manifest.envoy_version)
     builds = BuildCache(manifest, progress)
     out = TestReport(envoy=binary.describe(), backend=backend)
     started = time.perf_counter()
-    for sfile in sfiles:
-        wasm = builds.get(sfile.features).wasm
+    for sfile, wanted in zip(sfiles, features):
+        wasm = builds.get(wanted).wasm
         try:
             with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary,
                              options=options) as stack:

@@ -35,7 +35,7 @@ class Request(_Strict):
         return v
 
     def header_pairs(self) -> Headers:
-        return list(self.headers.items()) if isinstance(self.headers, dict) else [tuple(p) for p in self.headers]
+        return list(self.headers.items()) if isinstance(self.headers, dict) else [(k, v) for k, v in self.headers]
 
 
 class UpstreamExpect(_Strict):

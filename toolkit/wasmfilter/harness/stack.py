@@ -63,6 +63,13 @@ class Stack:
     def stop(self) -> None:
         self._closer.close()
 
+    def close_after(self, callback: Callable[[], None]) -> None:
+        """Run CALLBACK on stop, once everything else of the stack has stopped."""
+        outer = ExitStack()
+        outer.callback(callback)
+        outer.push(self._closer)  # exit callbacks run last-in first: the stack's own closer first
+        self._closer = outer
+
     def __enter__(self) -> Stack:
         return self
 
@@ -112,7 +119,7 @@ def docker_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions) 
     except BaseException:
         session.close()
         raise
-    stack._closer.callback(session.close)
+    stack.close_after(session.close)
     return stack
 
 

@@ -1,6 +1,6 @@
 """An echo upstream: answers every request with JSON describing what it received, so a test sees the
-headers, path and body the filter forwarded. Runs in a thread (local backend) or as
-`python -m wasmfilter.harness.upstream` (inside a container)."""
+headers, path and body the filter forwarded. Runs in a thread (the process backend) or standalone as
+`python -m wasmfilter.harness.upstream`; the docker backend runs its byte-for-byte Rust twin (docker/echo)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class EchoUpstream:
 
     @property
     def host(self) -> str:
-        return self._server.server_address[0]
+        return str(self._server.server_address[0])
 
     @property
     def port(self) -> int:

@@ -1,0 +1,46 @@
+"""The size build (`wasmfilter build --opt`, docs/size.md): wasm-opt over the size-flagged cargo artifact, skipped
+when its output is already up to date with the same input, wasm-opt and arguments."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from wasmfilter.errors import CargoBuildError, ToolchainError, tail
+from wasmfilter.files import sha256_file
+
+# Rust 1.96's wasm32 targets emit these post-MVP features; V8 in Envoy supports them all. Without them wasm-opt
+# rejects the module ("error validating input").
+WASM_OPT_ARGS = ("-Oz", "--strip-debug", "--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals",
+                 "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-reference-types")
+
+
+def wasm_opt_path() -> str:
+    wasm_opt = shutil.which("wasm-opt")
+    if not wasm_opt:
+        raise ToolchainError("--opt needs wasm-opt, which is not installed",
+                             fix="apt-get install binaryen (or build without --opt)")
+    return wasm_opt
+
+
+def wasm_opt_cached(src: Path, dst: Path) -> None:
+    """wasm-opt SRC to DST, skipped when DST was made from the same SRC bytes by the same wasm-opt and arguments
+    (a stamp file beside DST), so a no-op --opt build costs a cargo no-op, not a whole wasm-opt run."""
+    wasm_opt = wasm_opt_path()
+    version = subprocess.run([wasm_opt, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    key = "\n".join([sha256_file(src), version, *WASM_OPT_ARGS]) + "\n"
+    stamp = dst.with_name(dst.name + ".stamp")
+    if dst.exists() and stamp.exists() and stamp.read_text() == key:
+        return
+    stamp.unlink(missing_ok=True)
+    _wasm_opt(src, dst)
+    stamp.write_text(key)
+
+
+def _wasm_opt(src: Path, dst: Path) -> None:
+    out = subprocess.run([wasm_opt_path(), *WASM_OPT_ARGS, str(src), "-o", str(dst)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise CargoBuildError("wasm-opt failed", fix="build without --opt, or update binaryen",
+                              detail=tail(out.stderr + out.stdout, 30))
