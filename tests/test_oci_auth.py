@@ -11,8 +11,11 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from wasmfilter.errors import RegistryError, UsageError
-from wasmfilter.ship import oci
+from wasmfilter.ship.credentials import credentials_for
+from wasmfilter.ship.image import build_image
+from wasmfilter.ship.layout import write_layout
 from wasmfilter.ship.registry import LocalRegistry
+from wasmfilter.ship.transfer import pull, push_image
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists(),
                                 reason="docker-registry not installed (make toolchain)")
@@ -33,7 +36,7 @@ def registry():
 
 @pytest.fixture(scope="module")
 def image(auth_build):
-    return oci.build_image(auth_build.wasm.read_bytes(), root_id="auth")
+    return build_image(auth_build.wasm.read_bytes(), root_id="auth")
 
 
 def _docker_config(tmp_path: Path, host: str, user: str, password: str) -> Path:
@@ -50,31 +53,31 @@ def test_anonymous_push_and_pull_get_401(registry, image, tmp_path, monkeypatch)
     env = {"DOCKER_CONFIG": str(empty)}
     monkeypatch.setenv("DOCKER_CONFIG", str(empty))
     with pytest.raises(RegistryError, match="requires authentication"):
-        oci.push_image(image, f"{registry.host}/auth/anon:v1", insecure=True)
+        push_image(image, f"{registry.host}/auth/anon:v1", insecure=True)
     res = run_cli("pull", f"{registry.host}/auth/anon:v1", "--insecure", "-o", str(tmp_path / "p.wasm"), env=env)
     assert_one_line_error(res, "requires authentication (401)", "--username")
 
 
 def test_wrong_password_is_rejected(registry, image, tmp_path):
     with pytest.raises(RegistryError, match="rejected the credentials"):
-        oci.push_image(image, f"{registry.host}/auth/wrong:v1", insecure=True, username=USER, password="nope")
+        push_image(image, f"{registry.host}/auth/wrong:v1", insecure=True, username=USER, password="nope")
     res = run_cli("push", f"{registry.host}/auth/wrong:v1", str(tmp_path), "--insecure", "-u", USER, "-p", "nope",
                   env={"DOCKER_CONFIG": str(tmp_path)})
     # tmp_path holds no filter: the CLI fails on input before talking to the registry
     assert res.code != 0
     layout = tmp_path / "auth.tar"
-    oci.write_layout(image, layout)
+    write_layout(image, layout)
     res = run_cli("push", f"{registry.host}/auth/wrong:v1", str(layout), "--insecure", "-u", USER, "-p", "nope")
     assert_one_line_error(res, "rejected the credentials", USER)
     # nothing was tagged
     with pytest.raises(RegistryError, match="not found"):
-        oci.pull(f"{registry.host}/auth/wrong:v1", insecure=True, username=USER, password=PASSWORD)
+        pull(f"{registry.host}/auth/wrong:v1", insecure=True, username=USER, password=PASSWORD)
 
 
 def test_flags_authenticate(registry, image, tmp_path):
     ref = f"{registry.host}/auth/flags:v1"
-    pushed = oci.push_image(image, ref, insecure=True, username=USER, password=PASSWORD)
-    pulled = oci.pull(ref, insecure=True, username=USER, password=PASSWORD)
+    pushed = push_image(image, ref, insecure=True, username=USER, password=PASSWORD)
+    pulled = pull(ref, insecure=True, username=USER, password=PASSWORD)
     assert pulled.digest == pushed.digest == image.digest
     env = {"DOCKER_CONFIG": str(tmp_path), "WASMFILTER_REGISTRY_USERNAME": USER,
            "WASMFILTER_REGISTRY_PASSWORD": PASSWORD}
@@ -86,7 +89,7 @@ def test_flags_authenticate(registry, image, tmp_path):
 def test_docker_config_file_authenticates(registry, image, auth_build, tmp_path):
     docker_dir = _docker_config(tmp_path, registry.host, USER, PASSWORD)
     layout = tmp_path / "auth.tar"
-    oci.write_layout(image, layout)
+    write_layout(image, layout)
     ref = f"{registry.host}/auth/dockercfg:v1"
     res = run_cli("push", ref, str(layout), "--insecure", env={"DOCKER_CONFIG": str(docker_dir)})
     assert res.code == 0, res.stderr
@@ -98,7 +101,7 @@ def test_docker_config_file_authenticates(registry, image, auth_build, tmp_path)
     (tmp_path / "bad").mkdir()
     bad_dir = _docker_config(tmp_path / "bad", registry.host, USER, "wrong")
     with pytest.raises(RegistryError, match="rejected the credentials"):
-        oci.pull(ref, insecure=True, docker_config=bad_dir / "config.json")
+        pull(ref, insecure=True, docker_config=bad_dir / "config.json")
 
 
 def test_credentials_lookup_rules(tmp_path):
@@ -106,15 +109,15 @@ def test_credentials_lookup_rules(tmp_path):
     auth = base64.b64encode(b"u:p:with:colons").decode()
     cfg.write_text(json.dumps({"auths": {"https://reg.example:5000": {"auth": auth},
                                          "other.example": {"username": "x", "password": "y"}}}))
-    c = oci.credentials_for("reg.example:5000", docker_config=cfg)
+    c = credentials_for("reg.example:5000", docker_config=cfg)
     assert c is not None and (c.username, c.password) == ("u", "p:with:colons")
-    c = oci.credentials_for("other.example", docker_config=cfg)
+    c = credentials_for("other.example", docker_config=cfg)
     assert c is not None and (c.username, c.password) == ("x", "y")
-    assert oci.credentials_for("nobody.example", docker_config=cfg) is None
-    flags = oci.credentials_for("reg.example:5000", username="f", password="g", docker_config=cfg)
+    assert credentials_for("nobody.example", docker_config=cfg) is None
+    flags = credentials_for("reg.example:5000", username="f", password="g", docker_config=cfg)
     assert flags is not None and flags.username == "f"
     with pytest.raises(UsageError, match="go together"):
-        oci.credentials_for("reg.example:5000", username="f")
+        credentials_for("reg.example:5000", username="f")
     cfg.write_text("{not json")
     with pytest.raises(UsageError, match="not valid JSON"):
-        oci.credentials_for("reg.example:5000", docker_config=cfg)
+        credentials_for("reg.example:5000", docker_config=cfg)

@@ -20,8 +20,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from wasmfilter.errors import RegistryError
-from wasmfilter.ship import oci
+from wasmfilter.ship.image import build_image
 from wasmfilter.ship.registry import LocalRegistry
+from wasmfilter.ship.transfer import pull, push_image
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists() or not Path("/usr/bin/openssl").exists(),
                                 reason="needs docker-registry and openssl")
@@ -113,10 +114,10 @@ def token_registry(tmp_path_factory):
 
 def test_bearer_token_push_and_pull(token_registry, auth_build):
     reg, tokens = token_registry
-    image = oci.build_image(auth_build.wasm.read_bytes(), root_id="auth")
+    image = build_image(auth_build.wasm.read_bytes(), root_id="auth")
     ref = f"{reg.host}/filters/auth:v1"
-    pushed = oci.push_image(image, ref, insecure=True, username=USER, password=PASSWORD)
-    pulled = oci.pull(ref, insecure=True, username=USER, password=PASSWORD)
+    pushed = push_image(image, ref, insecure=True, username=USER, password=PASSWORD)
+    pulled = pull(ref, insecure=True, username=USER, password=PASSWORD)
     assert pushed.digest == pulled.digest == image.digest
     assert pulled.wasm == auth_build.wasm.read_bytes()
     scopes = {s for r in tokens.requests for s in r["query"].get("scope", [])}
@@ -126,9 +127,9 @@ def test_bearer_token_push_and_pull(token_registry, auth_build):
 
 def test_bearer_token_with_wrong_password_is_a_one_line_error(token_registry, auth_build):
     reg, _ = token_registry
-    image = oci.build_image(auth_build.wasm.read_bytes(), root_id="auth")
+    image = build_image(auth_build.wasm.read_bytes(), root_id="auth")
     with pytest.raises(RegistryError, match="rejected the credentials") as info:
-        oci.push_image(image, f"{reg.host}/filters/denied:v1", insecure=True, username=USER, password="wrong")
+        push_image(image, f"{reg.host}/filters/denied:v1", insecure=True, username=USER, password="wrong")
     assert "\n" not in str(info.value)
 
 
@@ -136,4 +137,4 @@ def test_bearer_token_anonymous_is_asked_for_credentials(token_registry, monkeyp
     reg, _ = token_registry
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     with pytest.raises(RegistryError, match="requires authentication"):
-        oci.pull(f"{reg.host}/filters/auth:v1", insecure=True)
+        pull(f"{reg.host}/filters/auth:v1", insecure=True)

@@ -322,7 +322,7 @@ def manifests(manifest: Manifest, image: str, *, sha256: str, namespace: str | N
               match_mode: WorkloadMode | str | None = None, match_ports: list[int] | None = None
               ) -> list[dict[str, Any]]:
     """The WasmPlugin and EnvoyExtensionPolicy for MANIFEST's filter at IMAGE (digest SHA256), both validated."""
-    from wasmfilter.ship.oci import parse_reference
+    from wasmfilter.ship.reference import parse_reference
 
     ref = parse_reference(image)
     sha = sha256.removeprefix("sha256:")
@@ -397,18 +397,20 @@ def generate(path: str | Path | None = None, *, image: str, sha256: str | None =
     """`wasmfilter istio`: YAML for both manifests. The image digest comes from --sha256, from the registry
     (--resolve), or — by default — from packaging the current build (or WASM), which is what `wasmfilter push`
     uploads (packaging is reproducible, so the digests agree)."""
-    from wasmfilter.ship import oci
+    from wasmfilter.ship.package import image_for_filter
+    from wasmfilter.ship.reference import parse_reference
+    from wasmfilter.ship.transfer import resolve_digest
 
     manifest = load_manifest(path)
-    ref = oci.parse_reference(image)
+    ref = parse_reference(image)
     if sha256 is None and ref.digest:
         sha256 = ref.digest
     if sha256 is None:
         if resolve:
-            sha256 = oci.resolve_digest(image, insecure=insecure, username=username, password=password,
-                                        docker_config=docker_config)
+            sha256 = resolve_digest(image, insecure=insecure, username=username, password=password,
+                                    docker_config=docker_config)
         else:
-            sha256 = oci.image_for_filter(manifest.directory, variant=variant, wasm=wasm)[0].digest
+            sha256 = image_for_filter(manifest.directory, variant=variant, wasm=wasm)[0].digest
     import re
 
     if not re.match(SHA256_HEX, sha256.removeprefix("sha256:")):

@@ -1,0 +1,206 @@
+"""The OCI distribution API client: `RegistryClient` (ping, blobs, manifests) with Basic and Bearer-token auth."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+from wasmfilter.errors import RegistryError
+from wasmfilter.ship.credentials import Credentials
+from wasmfilter.ship.image import MANIFEST_ACCEPT, Image, sha256_digest, verified
+from wasmfilter.ship.reference import DOCKER_HUB, Reference
+
+
+class RegistryClient:
+    """A small OCI distribution API client (blobs, manifests) with Basic and Bearer-token auth."""
+
+    def __init__(self, registry: str, *, insecure: bool = False, credentials: Credentials | None = None,
+                 timeout: float = 30.0):
+        import requests
+
+        self.registry = registry
+        self.insecure = insecure
+        self.credentials = credentials
+        self.timeout = timeout
+        host = "registry-1.docker.io" if registry == DOCKER_HUB else registry
+        self.base = f"{'http' if insecure else 'https'}://{host}"
+        self.session = requests.Session()
+        self._auth: dict[str, str] = {}  # scope -> Authorization header
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport
+
+    def _request(self, method: str, url: str, *, scope: str, expect: tuple[int, ...], what: str,
+                 **kwargs: Any) -> Any:
+        import requests
+
+        if not url.startswith("http"):
+            url = urljoin(self.base + "/", url.lstrip("/"))
+        headers = dict(kwargs.pop("headers", {}) or {})
+        for attempt in range(2):
+            if scope in self._auth:
+                headers["Authorization"] = self._auth[scope]
+            try:
+                resp = self.session.request(method, url, headers=headers, timeout=self.timeout,
+                                            allow_redirects=True, **kwargs)
+            except requests.exceptions.SSLError as e:
+                raise RegistryError(f"TLS to {self.registry} failed ({_short(e)})",
+                                    fix="for a plain-HTTP registry pass --insecure") from e
+            except requests.exceptions.ConnectionError as e:
+                raise RegistryError(f"cannot connect to registry {self.registry} ({_short(e)})",
+                                    fix="check the registry address and that it is running") from e
+            except requests.exceptions.RequestException as e:
+                raise RegistryError(f"request to registry {self.registry} failed ({_short(e)})",
+                                    fix="check the registry address and network") from e
+            if resp.status_code == 401 and attempt == 0:
+                self._authenticate(resp, scope)
+                continue
+            break
+        if resp.status_code in expect:
+            return resp
+        raise self._error(resp, what)
+
+    def _authenticate(self, resp: Any, scope: str) -> None:
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        scheme, _, params_text = challenge.partition(" ")
+        params = dict(re.findall(r'(\w+)="([^"]*)"', params_text))
+        creds = self.credentials
+        if scheme.lower() == "basic":
+            if creds is None:
+                raise RegistryError(f"registry {self.registry} requires authentication (401)",
+                                    fix="pass --username/--password, or `docker login` so ~/.docker/config.json "
+                                        "holds credentials for it")
+            token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            self._auth[scope] = f"Basic {token}"
+            return
+        if scheme.lower() == "bearer" and params.get("realm"):
+            query = {"service": params.get("service", "")}
+            if scope:
+                query["scope"] = scope
+            auth = (creds.username, creds.password) if creds else None
+            import requests
+
+            try:
+                tok = self.session.get(params["realm"] + "?" + urlencode(query), auth=auth, timeout=self.timeout)
+            except requests.exceptions.RequestException as e:
+                raise RegistryError(f"cannot reach the token service of {self.registry} ({_short(e)})",
+                                    fix="check network access to " + params["realm"]) from e
+            if tok.status_code == 401 and creds is None:
+                raise RegistryError(f"registry {self.registry} requires authentication (401 from its token service)",
+                                    fix="pass --username/--password, or `docker login` so ~/.docker/config.json "
+                                        "holds credentials for it")
+            if tok.status_code == 401:
+                raise RegistryError(f"registry {self.registry} rejected the credentials (401 from its token service)",
+                                    fix="check --username/--password or the Docker config entry")
+            if tok.status_code != 200:
+                raise RegistryError(f"token service of {self.registry} answered {tok.status_code}",
+                                    fix="check the credentials and repository name")
+            body = tok.json()
+            token = body.get("token") or body.get("access_token")
+            if not token:
+                raise RegistryError(f"token service of {self.registry} returned no token", fix="check credentials")
+            self._auth[scope] = f"Bearer {token}"
+            return
+        raise RegistryError(f"registry {self.registry} requires authentication with an unsupported scheme "
+                            f"('{challenge[:60]}')", fix="use a registry with Basic or Bearer token auth")
+
+    def _error(self, resp: Any, what: str) -> RegistryError:
+        code = ""
+        message = ""
+        try:
+            errs = resp.json().get("errors") or []
+            if errs:
+                code = errs[0].get("code", "")
+                message = errs[0].get("message", "")
+        except ValueError:
+            pass
+        reason = f"{resp.status_code}{' ' + code if code else ''}{': ' + message if message else ''}"
+        if resp.status_code == 401:
+            who = f" for user '{self.credentials.username}'" if self.credentials else ""
+            return RegistryError(f"registry {self.registry} rejected the credentials{who} ({reason}) on {what}",
+                                 fix="check --username/--password or the Docker config entry for " + self.registry)
+        if resp.status_code == 403:
+            return RegistryError(f"registry {self.registry} denied {what} ({reason})",
+                                 fix="the account needs push/pull rights on that repository")
+        if resp.status_code == 404:
+            return RegistryError(f"{what}: not found on {self.registry} ({reason})",
+                                 fix="check the repository name and tag (push it first?)")
+        return RegistryError(f"registry {self.registry} failed {what} ({reason})",
+                             fix="see the registry's logs", detail=resp.text[:2000] or None)
+
+    # -- API
+
+    def ping(self) -> None:
+        self._request("GET", "/v2/", scope="", expect=(200,), what="the API check GET /v2/")
+
+    def blob_exists(self, repo: str, desc: dict[str, Any]) -> bool:
+        resp = self._request("HEAD", f"/v2/{repo}/blobs/{desc['digest']}", scope=f"repository:{repo}:pull,push",
+                             expect=(200, 404), what=f"HEAD blob {desc['digest']}")
+        return resp.status_code == 200 and int(resp.headers.get("Content-Length", -1)) == desc["size"]
+
+    def upload_blob(self, repo: str, data: bytes, digest: str) -> None:
+        scope = f"repository:{repo}:pull,push"
+        start = self._request("POST", f"/v2/{repo}/blobs/uploads/", scope=scope, expect=(202,),
+                              what=f"starting the upload of {digest}")
+        location = start.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.registry} gave no upload location", fix="use another registry")
+        url = urljoin(self.base + "/", location)
+        url += ("&" if "?" in url else "?") + urlencode({"digest": digest})
+        done = self._request("PUT", url, scope=scope, expect=(201,), what=f"uploading blob {digest}", data=data,
+                             headers={"Content-Type": "application/octet-stream"})
+        echoed = done.headers.get("Docker-Content-Digest")
+        if echoed and echoed != digest:
+            raise RegistryError(f"registry stored blob {digest} as {echoed}", fix="the upload was corrupted; retry")
+
+    def put_manifest(self, repo: str, reference: str, image: Image) -> str:
+        resp = self._request("PUT", f"/v2/{repo}/manifests/{reference}", scope=f"repository:{repo}:pull,push",
+                             expect=(201,), what=f"putting the manifest {repo}:{reference}", data=image.manifest,
+                             headers={"Content-Type": image.media_type})
+        echoed = resp.headers.get("Docker-Content-Digest")
+        if echoed and echoed != image.digest:
+            raise RegistryError(f"registry stored the manifest as {echoed}, expected {image.digest}",
+                                fix="the upload was corrupted; retry")
+        return image.digest
+
+    def get_manifest(self, ref: Reference) -> tuple[bytes, str]:
+        resp = self._request("GET", f"/v2/{ref.repository}/manifests/{ref.reference}",
+                             scope=f"repository:{ref.repository}:pull", expect=(200,),
+                             what=f"manifest {ref}", headers={"Accept": MANIFEST_ACCEPT})
+        body = resp.content
+        actual = sha256_digest(body)
+        echoed = resp.headers.get("Docker-Content-Digest")
+        if ref.digest and actual != ref.digest:
+            raise RegistryError(f"digest mismatch: manifest of {ref} has digest {actual}",
+                                fix="the registry served other content than requested; do not use it")
+        if echoed and echoed != actual:
+            raise RegistryError(f"digest mismatch: registry says manifest {echoed}, content is {actual}",
+                                fix="the manifest was altered in transit or storage")
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        return body, media_type
+
+    def head_manifest(self, ref: Reference) -> str:
+        body, _ = self.get_manifest(ref)
+        return sha256_digest(body)
+
+    def get_blob(self, repo: str, desc: dict[str, Any]) -> bytes:
+        resp = self._request("GET", f"/v2/{repo}/blobs/{desc['digest']}", scope=f"repository:{repo}:pull",
+                             expect=(200,), what=f"blob {desc['digest']} of {repo}")
+        return verified(resp.content, desc, f"registry {self.registry} ({repo})")
+
+
+def _short(e: Exception) -> str:
+    text = str(e)
+    m = re.search(r"\[Errno -?\d+\] [^'\")]+|Connection refused|Name or service not known|timed out", text)
+    return m.group(0) if m else text.splitlines()[0][:160]
+
