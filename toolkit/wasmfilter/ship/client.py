@@ -1,4 +1,7 @@
-"""The OCI distribution API client: `RegistryClient` (ping, blobs, manifests) with Basic and Bearer-token auth."""
+"""The OCI distribution API client: `RegistryClient` (ping, blobs, manifests) on one `requests` session, with
+Basic and Bearer-token auth (the GET token flow with a user and password, the OAuth2 refresh-token grant with an
+identity token), digest checks on what it reads, and one-line `RegistryError`s naming the registry, the request
+and the status."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from wasmfilter.errors import RegistryError
 from wasmfilter.ship.credentials import Credentials
 from wasmfilter.ship.image import MANIFEST_ACCEPT, Image, sha256_digest, verified
 from wasmfilter.ship.reference import DOCKER_HUB, Reference
+
+CLIENT_ID = "wasmfilter"  # the OAuth2 client_id of the refresh-token grant (Docker sends "docker")
+LOGIN_FIX = "pass --username/--password, or `docker login` so ~/.docker/config.json holds credentials for it"
 
 
 class RegistryClient:
@@ -77,42 +83,60 @@ class RegistryClient:
         creds = self.credentials
         if scheme.lower() == "basic":
             if creds is None:
-                raise RegistryError(f"registry {self.registry} requires authentication (401)",
-                                    fix="pass --username/--password, or `docker login` so ~/.docker/config.json "
-                                        "holds credentials for it")
+                raise RegistryError(f"registry {self.registry} requires authentication (401)", fix=LOGIN_FIX)
+            if creds.identity_token:
+                raise RegistryError(f"registry {self.registry} wants Basic auth, but its credentials are an identity "
+                                    f"token ({creds.source})", fix="pass --username/--password for this registry")
             token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             self._auth[scope] = f"Basic {token}"
             return
         if scheme.lower() == "bearer" and params.get("realm"):
-            query = {"service": params.get("service", "")}
-            if scope:
-                query["scope"] = scope
-            auth = (creds.username, creds.password) if creds else None
-            import requests
-
-            try:
-                tok = self.session.get(params["realm"] + "?" + urlencode(query), auth=auth, timeout=self.timeout)
-            except requests.exceptions.RequestException as e:
-                raise RegistryError(f"cannot reach the token service of {self.registry} ({_short(e)})",
-                                    fix="check network access to " + params["realm"]) from e
-            if tok.status_code == 401 and creds is None:
-                raise RegistryError(f"registry {self.registry} requires authentication (401 from its token service)",
-                                    fix="pass --username/--password, or `docker login` so ~/.docker/config.json "
-                                        "holds credentials for it")
-            if tok.status_code == 401:
-                raise RegistryError(f"registry {self.registry} rejected the credentials (401 from its token service)",
-                                    fix="check --username/--password or the Docker config entry")
-            if tok.status_code != 200:
-                raise RegistryError(f"token service of {self.registry} answered {tok.status_code}",
-                                    fix="check the credentials and repository name")
-            body = tok.json()
-            token = body.get("token") or body.get("access_token")
-            if not token:
-                raise RegistryError(f"token service of {self.registry} returned no token", fix="check credentials")
-            self._auth[scope] = f"Bearer {token}"
+            self._auth[scope] = f"Bearer {self._bearer_token(params, scope)}"
             return
         raise RegistryError(f"registry {self.registry} requires authentication with an unsupported scheme "
                             f"('{challenge[:60]}')", fix="use a registry with Basic or Bearer token auth")
+
+    def _bearer_token(self, params: dict[str, str], scope: str) -> str:
+        """A token from the realm of a Bearer challenge: with an identity token the OAuth2 refresh-token grant
+        (POST, as Docker and distribution do), else GET with the user and password as Basic auth (or none)."""
+        import requests
+
+        realm, creds = params["realm"], self.credentials
+        query = {"service": params.get("service", "")}
+        if scope:
+            query["scope"] = scope
+        try:
+            if creds is not None and creds.identity_token:
+                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                        "client_id": CLIENT_ID, **query}
+                tok = self.session.post(realm, data=form, timeout=self.timeout)
+            else:
+                auth = (creds.username, creds.password) if creds else None
+                tok = self.session.get(realm + "?" + urlencode(query), auth=auth, timeout=self.timeout)
+        except requests.exceptions.RequestException as e:
+            raise RegistryError(f"cannot reach the token service of {self.registry} ({_short(e)})",
+                                fix="check network access to " + realm) from e
+        if creds is not None and creds.identity_token and tok.status_code in (400, 401):
+            raise RegistryError(f"registry {self.registry} rejected {creds.who} ({tok.status_code}"
+                                f"{_oauth_error(tok)} from its token service)",
+                                fix="run `docker login` again, or pass --username/--password")
+        if tok.status_code == 401 and creds is None:
+            raise RegistryError(f"registry {self.registry} requires authentication (401 from its token service)",
+                                fix=LOGIN_FIX)
+        if tok.status_code == 401:
+            raise RegistryError(f"registry {self.registry} rejected the credentials (401 from its token service)",
+                                fix="check --username/--password or the Docker config entry")
+        if tok.status_code != 200:
+            raise RegistryError(f"token service of {self.registry} answered {tok.status_code}",
+                                fix="check the credentials and repository name")
+        try:
+            body = tok.json()
+        except ValueError:
+            body = {}
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        if not token:
+            raise RegistryError(f"token service of {self.registry} returned no token", fix="check credentials")
+        return str(token)
 
     def _error(self, resp: Any, what: str) -> RegistryError:
         code = ""
@@ -126,7 +150,7 @@ class RegistryClient:
             pass
         reason = f"{resp.status_code}{' ' + code if code else ''}{': ' + message if message else ''}"
         if resp.status_code == 401:
-            who = f" for user '{self.credentials.username}'" if self.credentials else ""
+            who = f" for {self.credentials.who}" if self.credentials else ""
             return RegistryError(f"registry {self.registry} rejected the credentials{who} ({reason}) on {what}",
                                  fix="check --username/--password or the Docker config entry for " + self.registry)
         if resp.status_code == 403:
@@ -203,4 +227,13 @@ def _short(e: Exception) -> str:
     text = str(e)
     m = re.search(r"\[Errno -?\d+\] [^'\")]+|Connection refused|Name or service not known|timed out", text)
     return m.group(0) if m else text.splitlines()[0][:160]
+
+
+def _oauth_error(resp: Any) -> str:
+    """' <error>' from an OAuth2 error body ({"error": "invalid_grant", ...}), or ''."""
+    try:
+        error = resp.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f" {error}" if isinstance(error, str) and error else ""
 
