@@ -1,7 +1,7 @@
 """The OCI distribution API client: `RegistryClient` (ping, blobs, manifests) on one `requests` session, with
 Basic and Bearer-token auth (the GET token flow with a user and password, the OAuth2 refresh-token grant with an
-identity token), digest checks on what it reads, and one-line `RegistryError`s naming the registry, the request
-and the status."""
+identity token), bounded retries with backoff on 429/502/503/504, digest checks on what it reads, and one-line
+`RegistryError`s naming the registry, the request and the status."""
 
 from __future__ import annotations
 
@@ -15,16 +15,25 @@ from wasmfilter.ship.credentials import Credentials
 from wasmfilter.ship.image import MANIFEST_ACCEPT, Image, sha256_digest, verified
 from wasmfilter.ship.reference import DOCKER_HUB, Reference
 
+# Retries: status codes that mean "try again later", how many retries (so RETRIES + 1 attempts at most), the backoff
+# factor (urllib3: no sleep before the first retry, then BACKOFF * 2**(n-1) s), and a cap on a Retry-After header.
+RETRY_STATUSES = (429, 502, 503, 504)
+RETRIES = 4
+BACKOFF = 0.25
+MAX_RETRY_AFTER = 10.0
 CLIENT_ID = "wasmfilter"  # the OAuth2 client_id of the refresh-token grant (Docker sends "docker")
 LOGIN_FIX = "pass --username/--password, or `docker login` so ~/.docker/config.json holds credentials for it"
 
 
 class RegistryClient:
-    """A small OCI distribution API client (blobs, manifests) with Basic and Bearer-token auth."""
+    """A small OCI distribution API client (blobs, manifests) with Basic and Bearer-token auth. Every request,
+    the token service's included, is retried on 429/502/503/504 (RETRIES times, with backoff and Retry-After);
+    a connection error is not retried."""
 
     def __init__(self, registry: str, *, insecure: bool = False, credentials: Credentials | None = None,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, retries: int = RETRIES, backoff: float = BACKOFF):
         import requests
+        from requests.adapters import HTTPAdapter
 
         self.registry = registry
         self.insecure = insecure
@@ -33,6 +42,9 @@ class RegistryClient:
         host = "registry-1.docker.io" if registry == DOCKER_HUB else registry
         self.base = f"{'http' if insecure else 'https'}://{host}"
         self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=_retry_policy(retries, backoff))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self._auth: dict[str, str] = {}  # scope -> Authorization header
 
     def close(self) -> None:
@@ -237,3 +249,20 @@ def _oauth_error(resp: Any) -> str:
         return ""
     return f" {error}" if isinstance(error, str) and error else ""
 
+
+def _retry_policy(retries: int, backoff: float) -> Any:
+    """urllib3 retries for the session: only on RETRY_STATUSES, for every method (a retried PUT or POST re-sends
+    its bytes body), honouring Retry-After up to MAX_RETRY_AFTER; the last response is returned, not raised, so
+    the caller reports its status. Connection and read errors are not retried (a registry that is down fails at
+    once)."""
+    from urllib3.response import BaseHTTPResponse
+    from urllib3.util.retry import Retry
+
+    class CappedRetry(Retry):
+        def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+            seconds = super().get_retry_after(response)
+            return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
+
+    return CappedRetry(total=retries, connect=0, read=False, other=0, backoff_factor=backoff,
+                       status_forcelist=RETRY_STATUSES, allowed_methods=None, respect_retry_after_header=True,
+                       raise_on_status=False)
