@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
@@ -25,7 +26,7 @@ CLIENT_ID = "wasmfilter"  # the OAuth2 client_id of the refresh-token grant (Doc
 LOGIN_FIX = "pass --username/--password, or `docker login` so ~/.docker/config.json holds credentials for it"
 
 
-class RegistryClient:
+class RegistryClient(AbstractContextManager["RegistryClient"]):
     """A small OCI distribution API client (blobs, manifests) with Basic and Bearer-token auth. Every request,
     the token service's included, is retried on 429/502/503/504 (RETRIES times, with backoff and Retry-After);
     a connection error is not retried."""
@@ -49,9 +50,6 @@ class RegistryClient:
 
     def close(self) -> None:
         self.session.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

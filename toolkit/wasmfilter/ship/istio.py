@@ -37,38 +37,17 @@ class ObjectMeta(_Strict):
 
 
 # ----------------------------------------------------------------------------------------- Istio WasmPlugin
-
-
-class PluginPhase(str, enum.Enum):
-    UNSPECIFIED_PHASE = "UNSPECIFIED_PHASE"
-    AUTHN = "AUTHN"
-    AUTHZ = "AUTHZ"
-    STATS = "STATS"
-
-
-class PullPolicy(str, enum.Enum):
-    UNSPECIFIED_POLICY = "UNSPECIFIED_POLICY"
-    IfNotPresent = "IfNotPresent"
-    Always = "Always"
-
-
-class FailStrategy(str, enum.Enum):
-    FAIL_CLOSE = "FAIL_CLOSE"
-    FAIL_OPEN = "FAIL_OPEN"
-    FAIL_RELOAD = "FAIL_RELOAD"
-
-
-class PluginType(str, enum.Enum):
-    UNSPECIFIED_PLUGIN_TYPE = "UNSPECIFIED_PLUGIN_TYPE"
-    HTTP = "HTTP"
-    NETWORK = "NETWORK"
-
-
-class WorkloadMode(str, enum.Enum):
-    UNDEFINED = "UNDEFINED"
-    CLIENT = "CLIENT"
-    SERVER = "SERVER"
-    CLIENT_AND_SERVER = "CLIENT_AND_SERVER"
+# The API's enums, each value spelled as its name upstream (str members, like `class X(str, enum.Enum)`).
+PluginPhase = enum.Enum("PluginPhase", {"UNSPECIFIED_PHASE": "UNSPECIFIED_PHASE", "AUTHN": "AUTHN", "AUTHZ": "AUTHZ",
+                                        "STATS": "STATS"}, type=str, module=__name__)
+PullPolicy = enum.Enum("PullPolicy", {"UNSPECIFIED_POLICY": "UNSPECIFIED_POLICY", "IfNotPresent": "IfNotPresent",
+                                      "Always": "Always"}, type=str, module=__name__)
+FailStrategy = enum.Enum("FailStrategy", {"FAIL_CLOSE": "FAIL_CLOSE", "FAIL_OPEN": "FAIL_OPEN",
+                                          "FAIL_RELOAD": "FAIL_RELOAD"}, type=str, module=__name__)
+PluginType = enum.Enum("PluginType", {"UNSPECIFIED_PLUGIN_TYPE": "UNSPECIFIED_PLUGIN_TYPE", "HTTP": "HTTP",
+                                      "NETWORK": "NETWORK"}, type=str, module=__name__)
+WorkloadMode = enum.Enum("WorkloadMode", {"UNDEFINED": "UNDEFINED", "CLIENT": "CLIENT", "SERVER": "SERVER",
+                                          "CLIENT_AND_SERVER": "CLIENT_AND_SERVER"}, type=str, module=__name__)
 
 
 class WorkloadSelector(_Strict):
@@ -102,9 +81,7 @@ class TrafficSelector(_Strict):
     ports: list[PortSelector] | None = None
 
 
-class EnvValueSource(str, enum.Enum):
-    INLINE = "INLINE"
-    HOST = "HOST"
+EnvValueSource = enum.Enum("EnvValueSource", {"INLINE": "INLINE", "HOST": "HOST"}, type=str, module=__name__)
 
 
 class EnvVar(_Strict):
@@ -185,9 +162,8 @@ class ImageWasmCodeSource(_Strict):
         return self
 
 
-class EGPullPolicy(str, enum.Enum):
-    IfNotPresent = "IfNotPresent"
-    Always = "Always"
+EGPullPolicy = enum.Enum("EGPullPolicy", {"IfNotPresent": "IfNotPresent", "Always": "Always"}, type=str,
+                         module=__name__)
 
 
 class WasmCodeSource(_Strict):
