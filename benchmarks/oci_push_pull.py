@@ -28,12 +28,15 @@ REFERENCE_FILTERS = ["auth", "ratelimit", "routing"]
 def main() -> int:
     from wasmfilter.build import abi
     from wasmfilter.build.cargo import build
-    from wasmfilter.ship import oci
+    from wasmfilter.ship.image import VARIANTS
+    from wasmfilter.ship.layout import read_layout
+    from wasmfilter.ship.package import package
     from wasmfilter.ship.registry import LocalRegistry
+    from wasmfilter.ship.transfer import pull, push_image
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--variant", default="compat", choices=oci.VARIANTS)
+    parser.add_argument("--variant", default="compat", choices=VARIANTS)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -57,11 +60,11 @@ def main() -> int:
                 abi.check(wasm)  # the part of `package` that is the ABI lint (wasmtime parses + validates)
                 t_abi.append(time.perf_counter() - ta)
                 t0 = time.perf_counter()
-                res = oci.package(path, output=out, variant=args.variant, wasm=wasm)
+                res = package(path, output=out, variant=args.variant, wasm=wasm)
                 t1 = time.perf_counter()
-                pushed = oci.push_image(oci.read_layout(out), f"{reg.host}/bench/{name}-{i}:v1", insecure=True)
+                pushed = push_image(read_layout(out), f"{reg.host}/bench/{name}-{i}:v1", insecure=True)
                 t2 = time.perf_counter()
-                pulled = oci.pull(f"{reg.host}/bench/{name}-{i}:v1", insecure=True, output=Path(tmp) / f"{name}.wasm",
+                pulled = pull(f"{reg.host}/bench/{name}-{i}:v1", insecure=True, output=Path(tmp) / f"{name}.wasm",
                                   force=True)
                 t3 = time.perf_counter()
                 assert pulled.wasm == wasm.read_bytes() and pushed.digest == res.digest == pulled.digest

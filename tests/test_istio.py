@@ -11,7 +11,9 @@ from conftest import AUTH, assert_one_line_error, run_cli
 
 from wasmfilter.errors import ConfigInvalidError, UsageError
 from wasmfilter.manifest import FailurePolicy, load_manifest
-from wasmfilter.ship import istio, oci
+from wasmfilter.ship import istio
+from wasmfilter.ship.package import image_for_filter
+from wasmfilter.ship.transfer import push_image
 
 SHA = "ab" * 32
 IMAGE = "registry.example:5000/filters/auth:v1"
@@ -166,8 +168,8 @@ def test_default_digest_is_what_push_uploads(auth_build):
 
     with LocalRegistry() as reg:
         ref = f"{reg.host}/filters/auth:v1"
-        image, _ = oci.image_for_filter(AUTH, wasm=auth_build.wasm)
-        oci.push_image(image, ref, insecure=True)
+        image, _ = image_for_filter(AUTH, wasm=auth_build.wasm)
+        push_image(image, ref, insecure=True)
         resolved = istio.generate(AUTH, image=ref, resolve=True, insecure=True)
     local = istio.generate(AUTH, image=ref, wasm=auth_build.wasm)
     assert local == resolved

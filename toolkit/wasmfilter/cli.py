@@ -249,7 +249,7 @@ def package(path: Optional[Path] = PathArg,
             wasm: Optional[Path] = typer.Option(None, "--wasm", help="Module to package (default: build it)."),
             force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
     """Package the built filter as a Wasm OCI image (Istio / Envoy Gateway readable); reproducible."""
-    from wasmfilter.ship.oci import package as do_package
+    from wasmfilter.ship.package import package as do_package
 
     with console.progress("packaging") as step:
         result = do_package(path, output=output, variant=variant, wasm=wasm, tag=tag, force=force, progress=step)
@@ -264,7 +264,7 @@ def push(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], e.g. 127.0
          variant: str = Variant, insecure: bool = Insecure, username: Optional[str] = Username,
          password: Optional[str] = Password, docker_config: Optional[Path] = DockerConfig) -> None:
     """Push a filter (built + packaged here) or a packaged layout to an OCI registry."""
-    from wasmfilter.ship.oci import push as do_push
+    from wasmfilter.ship.transfer import push as do_push
 
     with console.progress("pushing") as step:
         result = do_push(ref, source, variant=variant, insecure=insecure, username=username, password=password,
@@ -282,7 +282,7 @@ def pull(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], or HOST[:P
          docker_config: Optional[Path] = DockerConfig,
          force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
     """Pull a Wasm image the way Istio does (docker / compat / oci variants) and write its plugin.wasm."""
-    from wasmfilter.ship.oci import pull as do_pull
+    from wasmfilter.ship.transfer import pull as do_pull
 
     result = do_pull(ref, output=output, insecure=insecure, username=username, password=password,
                      docker_config=docker_config, expect_digest=sha256, force=force)

@@ -37,38 +37,17 @@ class ObjectMeta(_Strict):
 
 
 # ----------------------------------------------------------------------------------------- Istio WasmPlugin
-
-
-class PluginPhase(str, enum.Enum):
-    UNSPECIFIED_PHASE = "UNSPECIFIED_PHASE"
-    AUTHN = "AUTHN"
-    AUTHZ = "AUTHZ"
-    STATS = "STATS"
-
-
-class PullPolicy(str, enum.Enum):
-    UNSPECIFIED_POLICY = "UNSPECIFIED_POLICY"
-    IfNotPresent = "IfNotPresent"
-    Always = "Always"
-
-
-class FailStrategy(str, enum.Enum):
-    FAIL_CLOSE = "FAIL_CLOSE"
-    FAIL_OPEN = "FAIL_OPEN"
-    FAIL_RELOAD = "FAIL_RELOAD"
-
-
-class PluginType(str, enum.Enum):
-    UNSPECIFIED_PLUGIN_TYPE = "UNSPECIFIED_PLUGIN_TYPE"
-    HTTP = "HTTP"
-    NETWORK = "NETWORK"
-
-
-class WorkloadMode(str, enum.Enum):
-    UNDEFINED = "UNDEFINED"
-    CLIENT = "CLIENT"
-    SERVER = "SERVER"
-    CLIENT_AND_SERVER = "CLIENT_AND_SERVER"
+# The API's enums, each value spelled as its name upstream (str members, like `class X(str, enum.Enum)`).
+PluginPhase = enum.Enum("PluginPhase", {"UNSPECIFIED_PHASE": "UNSPECIFIED_PHASE", "AUTHN": "AUTHN", "AUTHZ": "AUTHZ",
+                                        "STATS": "STATS"}, type=str, module=__name__)
+PullPolicy = enum.Enum("PullPolicy", {"UNSPECIFIED_POLICY": "UNSPECIFIED_POLICY", "IfNotPresent": "IfNotPresent",
+                                      "Always": "Always"}, type=str, module=__name__)
+FailStrategy = enum.Enum("FailStrategy", {"FAIL_CLOSE": "FAIL_CLOSE", "FAIL_OPEN": "FAIL_OPEN",
+                                          "FAIL_RELOAD": "FAIL_RELOAD"}, type=str, module=__name__)
+PluginType = enum.Enum("PluginType", {"UNSPECIFIED_PLUGIN_TYPE": "UNSPECIFIED_PLUGIN_TYPE", "HTTP": "HTTP",
+                                      "NETWORK": "NETWORK"}, type=str, module=__name__)
+WorkloadMode = enum.Enum("WorkloadMode", {"UNDEFINED": "UNDEFINED", "CLIENT": "CLIENT", "SERVER": "SERVER",
+                                          "CLIENT_AND_SERVER": "CLIENT_AND_SERVER"}, type=str, module=__name__)
 
 
 class WorkloadSelector(_Strict):
@@ -102,9 +81,7 @@ class TrafficSelector(_Strict):
     ports: list[PortSelector] | None = None
 
 
-class EnvValueSource(str, enum.Enum):
-    INLINE = "INLINE"
-    HOST = "HOST"
+EnvValueSource = enum.Enum("EnvValueSource", {"INLINE": "INLINE", "HOST": "HOST"}, type=str, module=__name__)
 
 
 class EnvVar(_Strict):
@@ -185,9 +162,8 @@ class ImageWasmCodeSource(_Strict):
         return self
 
 
-class EGPullPolicy(str, enum.Enum):
-    IfNotPresent = "IfNotPresent"
-    Always = "Always"
+EGPullPolicy = enum.Enum("EGPullPolicy", {"IfNotPresent": "IfNotPresent", "Always": "Always"}, type=str,
+                         module=__name__)
 
 
 class WasmCodeSource(_Strict):
@@ -322,7 +298,7 @@ def manifests(manifest: Manifest, image: str, *, sha256: str, namespace: str | N
               match_mode: WorkloadMode | str | None = None, match_ports: list[int] | None = None
               ) -> list[dict[str, Any]]:
     """The WasmPlugin and EnvoyExtensionPolicy for MANIFEST's filter at IMAGE (digest SHA256), both validated."""
-    from wasmfilter.ship.oci import parse_reference
+    from wasmfilter.ship.reference import parse_reference
 
     ref = parse_reference(image)
     sha = sha256.removeprefix("sha256:")
@@ -397,18 +373,20 @@ def generate(path: str | Path | None = None, *, image: str, sha256: str | None =
     """`wasmfilter istio`: YAML for both manifests. The image digest comes from --sha256, from the registry
     (--resolve), or — by default — from packaging the current build (or WASM), which is what `wasmfilter push`
     uploads (packaging is reproducible, so the digests agree)."""
-    from wasmfilter.ship import oci
+    from wasmfilter.ship.package import image_for_filter
+    from wasmfilter.ship.reference import parse_reference
+    from wasmfilter.ship.transfer import resolve_digest
 
     manifest = load_manifest(path)
-    ref = oci.parse_reference(image)
+    ref = parse_reference(image)
     if sha256 is None and ref.digest:
         sha256 = ref.digest
     if sha256 is None:
         if resolve:
-            sha256 = oci.resolve_digest(image, insecure=insecure, username=username, password=password,
-                                        docker_config=docker_config)
+            sha256 = resolve_digest(image, insecure=insecure, username=username, password=password,
+                                    docker_config=docker_config)
         else:
-            sha256 = oci.image_for_filter(manifest.directory, variant=variant, wasm=wasm)[0].digest
+            sha256 = image_for_filter(manifest.directory, variant=variant, wasm=wasm)[0].digest
     import re
 
     if not re.match(SHA256_HEX, sha256.removeprefix("sha256:")):

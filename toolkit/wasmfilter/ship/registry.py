@@ -1,8 +1,9 @@
-"""A local OCI registry for tests and trying things out: Debian's `docker-registry` (CNCF distribution) on a free
-127.0.0.1 port, with its storage and config in a temporary directory, optionally behind htpasswd (bcrypt) auth.
+"""A local OCI registry for tests and trying things out (`wasmfilter registry`): Debian's `docker-registry` (CNCF
+distribution) on a free 127.0.0.1 port, with its storage and config in a temporary directory, optionally behind
+htpasswd (bcrypt) auth or a raw `auth:` section (e.g. Bearer-token mode).
 
     with LocalRegistry() as reg:                      # reg.host == "127.0.0.1:<port>"
-        push_image(image, f"{reg.host}/filters/auth:v1", insecure=True)
+        push_image(image, f"{reg.host}/filters/auth:v1", insecure=True)   # wasmfilter.ship.transfer
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from pathlib import Path
 import yaml
 
 from wasmfilter.errors import RegistryError, ToolchainError, tail
+from wasmfilter.settings import current
+from wasmfilter.subprocesses import die_with_parent, stop
 
 DEFAULT_BINARY = "/usr/bin/docker-registry"
 INSTALL_FIX = "run `make toolchain` (apt-get install docker-registry)"
 
 
 def find_binary(explicit: str | Path | None = None) -> str:
+    """The docker-registry binary: EXPLICIT, else WASMFILTER_REGISTRY_BIN, else Debian's, else one on PATH."""
     candidates = [str(explicit)] if explicit else [
-        os.environ.get("WASMFILTER_REGISTRY_BIN", ""), DEFAULT_BINARY,
+        current().registry_bin or "", DEFAULT_BINARY,
         shutil.which("docker-registry") or "", shutil.which("registry") or ""]
     for c in candidates:
         if c and Path(c).is_file() and os.access(c, os.X_OK):
@@ -56,17 +60,6 @@ def htpasswd_line(user: str, password: str) -> str:
         return out.stdout.strip()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
     return f"{user}:{hashed}"
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the process that started the registry dies, even by SIGKILL (Linux)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class LocalRegistry:
@@ -127,7 +120,7 @@ class LocalRegistry:
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen([self.binary, "serve", str(config)], stdout=log,
                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             preexec_fn=_die_with_parent)
+                                             preexec_fn=die_with_parent)
             if self._wait_ready():
                 return self
             last_error = self.logs()
@@ -164,15 +157,7 @@ class LocalRegistry:
             return ""
 
     def _stop_process(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, timeout=5)
         self.proc = None
 
     def stop(self) -> None:
