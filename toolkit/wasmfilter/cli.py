@@ -234,10 +234,10 @@ def new(template: Optional[str] = typer.Argument(None, help="Template: blank, au
 
 # --- OCI images, registries, Istio / Envoy Gateway manifests (docs/oci.md) ---------------------------------------
 Insecure = typer.Option(False, "--insecure", help="Plain-HTTP registry (no TLS).")
-Username = typer.Option(None, "--username", "-u", envvar="WASMFILTER_REGISTRY_USERNAME",
-                        help="Registry user (default: from the Docker config file).")
-Password = typer.Option(None, "--password", "-p", envvar="WASMFILTER_REGISTRY_PASSWORD",
-                        help="Registry password (better: the env var, kept out of shell history).")
+Username = typer.Option(None, "--username", "-u", help="Registry user (default: $WASMFILTER_REGISTRY_USERNAME, "
+                        "else the Docker config file's credentials).")
+Password = typer.Option(None, "--password", "-p", help="Registry password (better: $WASMFILTER_REGISTRY_PASSWORD, "
+                        "kept out of shell history).")
 DockerConfig = typer.Option(None, "--docker-config", help="Docker config.json (default: $DOCKER_CONFIG or ~/.docker).")
 Variant = typer.Option("compat", "--variant", help="Image shape: compat (default), docker, or oci.")
 

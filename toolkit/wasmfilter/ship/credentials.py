@@ -42,17 +42,16 @@ def credentials_for(registry: str, *, username: str | None = None, password: str
                     docker_config: Path | None = None) -> Credentials | None:
     """The credentials for REGISTRY (order: see the module doc); None means anonymous. DOCKER_CONFIG is an explicit
     config.json; without it the `docker` package finds one ($DOCKER_CONFIG/config.json, ~/.docker/config.json)."""
-    if username is not None or password is not None:
-        if not username or password is None:
-            raise UsageError("--username and --password go together", fix="pass both, or neither")
-        return Credentials(username, password)
     settings = current()
-    if settings.registry_username is not None or settings.registry_password is not None:
-        if not settings.registry_username or settings.registry_password is None:
-            raise UsageError("WASMFILTER_REGISTRY_USERNAME and WASMFILTER_REGISTRY_PASSWORD go together",
-                             fix="set both, or neither")
-        return Credentials(settings.registry_username, settings.registry_password,
-                           "WASMFILTER_REGISTRY_USERNAME/PASSWORD")
+    # A flag wins over its variable, one by one (`-u alice` with the password in the environment works).
+    user = username if username is not None else settings.registry_username
+    secret = password if password is not None else settings.registry_password
+    if user is not None or secret is not None:
+        if not user or secret is None:
+            raise UsageError("--username and --password go together (or WASMFILTER_REGISTRY_USERNAME and "
+                             "WASMFILTER_REGISTRY_PASSWORD)", fix="pass both, or neither")
+        flags = username is not None and password is not None
+        return Credentials(user, secret, "flags" if flags else "WASMFILTER_REGISTRY_USERNAME/PASSWORD")
     return docker_credentials(registry, docker_config)
 
 
