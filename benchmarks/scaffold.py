@@ -53,9 +53,9 @@ def machine() -> dict[str, str]:
 
 
 def main() -> None:
-    from wasmfilter.scaffold import project as scaffold
+    from wasmfilter.scaffold.templates import list_templates
 
-    templates = sys.argv[1:] or [t.name for t in scaffold.list_templates()]
+    templates = sys.argv[1:] or [t.name for t in list_templates()]
     results = {"machine": machine(), "runs": []}
     with tempfile.TemporaryDirectory(prefix="wf-scaffold-bench-") as tmp:
         for template in templates:

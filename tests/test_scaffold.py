@@ -15,17 +15,18 @@ from conftest import FILTERS, REPO, assert_one_line_error, run_cli
 
 from wasmfilter.errors import UsageError, WasmfilterError
 from wasmfilter.manifest import load_manifest
-from wasmfilter.scaffold import project as scaffold
+from wasmfilter.scaffold.project import new
+from wasmfilter.scaffold.templates import TemplateError, list_templates
 
 TEMPLATES_DIR = REPO / "templates"
-AVAILABLE = [t.name for t in scaffold.list_templates(FILTERS)]
+AVAILABLE = [t.name for t in list_templates(FILTERS)]
 # Files every project gets from templates/scaffold (rendered) besides the reference crate's own files.
 SCAFFOLD_FILES = {"Cargo.toml", "Cargo.lock", "README.md", "clippy.toml", ".gitignore", ".github/workflows/filter.yml"}
 NEW = "acme-gate"  # hyphenated on purpose: crate ident and metric prefix become acme_gate
 
 
 def reference_files(template: str) -> dict[str, bytes]:
-    """What `new` copies, spelled out independently of scaffold.py: everything in the crate except Cargo.toml,
+    """What `new` copies, spelled out independently of wasmfilter.scaffold: everything in the crate except Cargo.toml,
     Cargo.lock, target/, dot-files and README.md (README.md is embedded into the rendered README)."""
     crate = FILTERS / template
     out = {}
@@ -70,7 +71,7 @@ def generated(root: Path) -> dict[str, bytes]:
 
 def test_templates_are_the_reference_crates():
     assert AVAILABLE[:2] == ["blank", "auth"], AVAILABLE
-    for t in scaffold.list_templates(FILTERS):
+    for t in list_templates(FILTERS):
         assert t.crate_dir == FILTERS / t.name
         assert t.description == tomllib.loads((t.crate_dir / "Cargo.toml").read_text())["package"]["description"]
 
@@ -80,14 +81,14 @@ def test_list_shows_each_template_with_a_one_line_description():
     assert result.code == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == AVAILABLE
-    for line, t in zip(lines, scaffold.list_templates(FILTERS)):
+    for line, t in zip(lines, list_templates(FILTERS)):
         assert line.split(None, 1)[1] == t.description
 
 
 @pytest.mark.parametrize("template", AVAILABLE)
 def test_generated_project_is_the_reference_plus_documented_renames(template, tmp_path):
     dest = tmp_path / NEW
-    result = scaffold.new(template, NEW, dest)
+    result = new(template, NEW, dest)
     files = generated(dest)
     ref = reference_files(template)
     extra = {f"examples/{NEW}.plugin-config.json"}
@@ -124,7 +125,7 @@ def test_generated_project_is_the_reference_plus_documented_renames(template, tm
 
 @pytest.mark.parametrize("template", AVAILABLE)
 def test_cargo_toml_spells_out_what_the_workspace_gives(template, tmp_path):
-    scaffold.new(template, NEW, tmp_path / NEW)
+    new(template, NEW, tmp_path / NEW)
     cargo = tomllib.loads((tmp_path / NEW / "Cargo.toml").read_text())
     workspace = tomllib.loads((FILTERS / "Cargo.toml").read_text())
     reference = tomllib.loads((FILTERS / template / "Cargo.toml").read_text())
@@ -165,7 +166,7 @@ def test_cargo_toml_spells_out_what_the_workspace_gives(template, tmp_path):
 
 
 def test_workflow_builds_tests_and_uploads_junit(tmp_path):
-    scaffold.new("blank", NEW, tmp_path / NEW)
+    new("blank", NEW, tmp_path / NEW)
     text = (tmp_path / NEW / ".github/workflows/filter.yml").read_text()
     workflow = yaml.safe_load(text)
     steps = workflow["jobs"]["filter"]["steps"]
@@ -203,8 +204,8 @@ def test_a_shared_crate_that_cannot_be_vendored_is_refused_and_nothing_is_writte
                                                                                    why):
     filters = _filters_with_common(tmp_path, dep_path=dep_path, common_toml=common_toml)
     dest = tmp_path / "out"
-    with pytest.raises(scaffold.TemplateError) as e:
-        scaffold.new("blank", NEW, dest, filters_dir=filters)
+    with pytest.raises(TemplateError) as e:
+        new("blank", NEW, dest, filters_dir=filters)
     assert why in e.value.problem and "\n" not in str(e.value)
     assert not dest.exists()
 
@@ -248,7 +249,7 @@ def test_bad_name_is_refused_and_writes_nothing(name, why, tmp_path, monkeypatch
     work.mkdir()
     monkeypatch.chdir(work)
     with pytest.raises(UsageError) as info:
-        scaffold.new("blank", name)
+        new("blank", name)
     assert why in str(info.value) and "\n" not in str(info.value)
     assert list(tmp_path.rglob("*")) == [work]
     assert not Path("/tmp/evil").exists()
@@ -337,7 +338,7 @@ def test_only_jinja_files_are_rendered_and_binaries_are_copied_byte_for_byte(tmp
         "{{ ident }}_data/info.md.jinja": "{{ template }}\n",
         "{{ '' }}/dropped.txt": "a directory whose name renders empty drops its files\n",
     })
-    result = scaffold.new("blank", "my-gate", tmp_path / "out", templates_dir=templates, filters_dir=FILTERS)
+    result = new("blank", "my-gate", tmp_path / "out", templates_dir=templates, filters_dir=FILTERS)
     out = tmp_path / "out"
     assert (out / "logo.bin").read_bytes() == binary
     assert (out / "literal.txt").read_text() == "{{ name }} stays as written\n"
@@ -357,7 +358,7 @@ def test_only_jinja_files_are_rendered_and_binaries_are_copied_byte_for_byte(tmp
 def test_template_problems_write_nothing(files, message, tmp_path):
     templates = make_scaffold(tmp_path / "tpl", files)
     with pytest.raises(WasmfilterError) as info:
-        scaffold.new("blank", "gate", tmp_path / "out", templates_dir=templates, filters_dir=FILTERS)
+        new("blank", "gate", tmp_path / "out", templates_dir=templates, filters_dir=FILTERS)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape.txt").exists()
     assert not Path("/tmp/escape.txt").exists()
@@ -368,7 +369,7 @@ def test_failure_half_way_removes_what_this_run_created(tmp_path):
     templates = make_scaffold(tmp_path / "tpl", {"a.txt": "new", "{{ 'x' * 300 }}.txt.jinja": "boom"})
     dest = tmp_path / "deep" / "out"
     with pytest.raises(UsageError) as info:
-        scaffold.new("blank", "gate", dest, templates_dir=templates, filters_dir=FILTERS)
+        new("blank", "gate", dest, templates_dir=templates, filters_dir=FILTERS)
     assert "nothing was left behind" in str(info.value)
     assert not (tmp_path / "deep").exists()  # created by this run, so removed
 
@@ -377,7 +378,7 @@ def test_failure_half_way_removes_what_this_run_created(tmp_path):
     (dest / "a.txt").write_text("precious")
     (dest / "keep.txt").write_text("mine")
     with pytest.raises(UsageError):
-        scaffold.new("blank", "gate", dest, force=True, templates_dir=templates, filters_dir=FILTERS)
+        new("blank", "gate", dest, force=True, templates_dir=templates, filters_dir=FILTERS)
     assert sorted(p.name for p in dest.iterdir()) == ["a.txt", "keep.txt"]
     assert (dest / "a.txt").read_text() == "precious"
 
@@ -389,6 +390,6 @@ def test_symlink_in_destination_is_not_followed(tmp_path):
     dest.mkdir()
     os.symlink(outside, dest / "src")
     with pytest.raises(UsageError) as info:
-        scaffold.new("blank", "gate", dest, force=True)
+        new("blank", "gate", dest, force=True)
     assert "outside" in str(info.value) or "symlink" in str(info.value)
     assert not any(outside.iterdir())

@@ -14,7 +14,7 @@ import pytest
 from conftest import FILTERS, run_cli
 
 from wasmfilter import paths
-from wasmfilter.scaffold import project as scaffold
+from wasmfilter.scaffold.templates import TEMPLATE_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def shared_target_dir() -> Path:
     return target
 
 
-@pytest.mark.parametrize("template", scaffold.TEMPLATE_NAMES)
+@pytest.mark.parametrize("template", TEMPLATE_NAMES)
 def test_new_project_builds_checks_and_passes_its_scenarios(template, tmp_path_factory, shared_target_dir):
     if not (FILTERS / template / "filter.yaml").is_file():
         pytest.skip(f"the reference crate filters/{template} does not exist yet")

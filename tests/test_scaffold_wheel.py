@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import FILTERS, REPO
 
-from wasmfilter.scaffold import project as scaffold
+from wasmfilter.scaffold.plan import plan
+from wasmfilter.scaffold.templates import get_template, list_templates
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def test_installed_wheel_creates_projects_outside_the_checkout(tmp_path):
     assert f"{data}filters/Cargo.toml" in names and f"{data}filters/clippy.toml" in names
     assert f"{data}filters/Cargo.lock" in names
     assert not [n for n in names if "/target/" in n or n.endswith((".wasm", ".rlib"))], "build output shipped"
-    available = [t.name for t in scaffold.list_templates(FILTERS)]
+    available = [t.name for t in list_templates(FILTERS)]
     for template in available:
         assert f"{data}filters/{template}/filter.yaml" in names, f"template {template} is not in the wheel"
 
@@ -60,7 +61,7 @@ def test_installed_wheel_creates_projects_outside_the_checkout(tmp_path):
     _run([wasmfilter, "new", "blank", "x"], cwd=elsewhere)
     project = elsewhere / "x"
     installed = {p.relative_to(project).as_posix(): p.read_bytes() for p in project.rglob("*") if p.is_file()}
-    expected = {f.path.as_posix(): f.data for f in scaffold.plan(scaffold.get_template("blank", FILTERS), "x")}
+    expected = {f.path.as_posix(): f.data for f in plan(get_template("blank", FILTERS), "x")}
     assert installed.keys() == expected.keys()
     for rel, content in expected.items():
         assert installed[rel] == content, f"{rel} differs between the wheel and the checkout"

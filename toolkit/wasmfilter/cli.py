@@ -214,16 +214,16 @@ def new(template: Optional[str] = typer.Argument(None, help="Template: blank, au
         list_templates: bool = typer.Option(False, "--list", help="Show the templates and exit.")) -> None:
     """Create a filter project from a reference filter; it builds and passes its own scenarios as created."""
     from wasmfilter.errors import UsageError
-    from wasmfilter.scaffold import project as scaffold
+    from wasmfilter.scaffold import project, templates
 
     if list_templates:
-        for t in scaffold.list_templates():
+        for t in templates.list_templates():
             out.print(f"{t.name:<10} {t.description}", markup=False, soft_wrap=True)
         return
     if template is None or name is None:
         raise UsageError("`wasmfilter new` needs a TEMPLATE and a NAME", fix="e.g. `wasmfilter new blank my-filter` "
                          "(templates: `wasmfilter new --list`)")
-    result = scaffold.new(template, name, directory, force=force, dry_run=dry_run)
+    result = project.new(template, name, directory, force=force, dry_run=dry_run)
     verb = "would write" if dry_run else "wrote"
     for f in result.files:
         out.print(f"  {verb} {result.destination / f.path}", markup=False, soft_wrap=True)

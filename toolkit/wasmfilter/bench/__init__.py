@@ -4,6 +4,7 @@ definition.py  bench files (benchmarks/<filter>.yaml): natives, scenarios, setti
 wrk.py         the load generator (wrk + a Lua script printing the latency distribution as JSON)
 runner.py      interleaved rounds of real Envoys (baseline / wasm / native) under load
 report.py      medians, spreads, deltas, ratios → JSON, Markdown, terminal table, PNG plot
+display.py     the command itself: progress while it runs, tables after (rich on a TTY, plain lines otherwise)
 """
 
 from __future__ import annotations

@@ -12,10 +12,12 @@ import re
 import shutil
 import statistics
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wasmfilter.bench.runner import BASELINE, WASM, BenchRun
+from wasmfilter.bench.definition import Scenario
+from wasmfilter.bench.runner import BASELINE, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
 
 SCHEMA = 1
@@ -69,7 +71,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         applicable = [v for v in run.variants if sc.applies_to(v.kind, v.name)]
         for v in applicable:
             samples = run.samples[sc.name][v.name]
-            entry = {
+            entry: dict[str, Any] = {
                 "p50_us": stat([x.latency.p(50) for x in samples]),
                 "p90_us": stat([x.latency.p(90) for x in samples]),
                 "p99_us": stat([x.latency.p(99) for x in samples]),
@@ -94,20 +96,21 @@ def summarize(run: BenchRun) -> dict[str, Any]:
                 warnings.append(f"{sc.name}/{v.name}: {entry['unexpected_pct']:.1f}% of responses had the wrong "
                                 f"status class under load")
 
-        def paired(metric, a: str, b: str, op, sc=sc) -> list[float]:
+        def paired(metric: Callable[[Sample], float], a: str, b: str, op: Callable[[float, float], float],
+                   sc: Scenario = sc) -> list[float]:
             xs, ys = run.samples[sc.name][a], run.samples[sc.name][b]
             return [op(metric(x), metric(y)) for x, y in zip(xs, ys)]
 
-        def p50(x):
+        def p50(x: Sample) -> float:
             return x.latency.p(50)
 
-        def p99(x):
+        def p99(x: Sample) -> float:
             return x.latency.p(99)
 
-        def rps(x):
+        def rps(x: Sample) -> float:
             return x.throughput.rps
 
-        def cpu(x):
+        def cpu(x: Sample) -> float:
             return x.cpu_us_per_request
 
         vs_baseline = {
@@ -234,7 +237,8 @@ def envoy_rows(doc: dict) -> list[list[str]]:
     for v in doc["variants"]:
         e = doc["envoy"][v["name"]]
         base = v["kind"] == BASELINE
-        rows.append([v["name"], _n(e["start_ms"]["median"]), "" if base else _n(e["start_delta_ms"]["median"], "{:+.0f}"),
+        rows.append([v["name"], _n(e["start_ms"]["median"]),
+                     "" if base else _n(e["start_delta_ms"]["median"], "{:+.0f}"),
                      _n(e["rss_ready_mib"]["median"], "{:.1f}"), _n(e["rss_loaded_mib"]["median"], "{:.1f}"),
                      "" if base else _n(e["rss_delta_mib"]["median"], "{:+.1f}")])
     return rows

@@ -5,11 +5,9 @@ so machine noise lands on all variants alike."""
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wasmfilter import subprocesses
 from wasmfilter.bench.definition import BenchDefinition, BenchError, Scenario, deep_merge
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
 from wasmfilter.build import cargo as build_mod
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream, WasmFilter, template_fragment
 from wasmfilter.envoy.process import EnvoyProcess
+from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.envoy.validate import validate_text
 
 Progress = Callable[[str, int], None]  # (message, steps done since last call)
@@ -99,7 +99,7 @@ class Tuning:
         for cpu in cpus:
             spinners.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)], stdin=subprocess.DEVNULL,
                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                             preexec_fn=_die_with_parent))
+                                             preexec_fn=subprocesses.die_with_parent))
         self.spinning = cpus
         return spinners
 
@@ -137,13 +137,6 @@ os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 while True:
     pass
 """
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -215,31 +208,6 @@ def _groups(definition: BenchDefinition, variants: list[Variant], wasm: Path) ->
             by_config.setdefault(config, _Group(variant, config, [])).scenarios.append(scenario)
         groups[variant.name] = list(by_config.values())
     return groups
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of PID so far, in ns (/proc/<pid>/task/*/schedstat, first field)."""
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tids:
-        try:
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def probe(url: str, scenario: Scenario, variant: Variant) -> None:
@@ -340,16 +308,15 @@ def _run_round(run: BenchRun, groups: dict[str, list[_Group]], rnd: int, binary:
     variants = _rotated(run.variants, rnd)
     cpus = run.tuning.wrk_cpus
     with ExitStack() as stack:
-        running: dict[tuple[str, str], tuple[EnvoyProcess, int]] = {}   # (variant, scenario) → (envoy, ready rss)
-        started: list[tuple[_Group, EnvoyProcess, int]] = []
+        running: dict[tuple[str, str], tuple[Envoy, int]] = {}   # (variant, scenario) → (envoy, ready rss)
+        started: list[tuple[_Group, Envoy, int]] = []
         for variant in variants:
             for group in groups[variant.name]:
-                envoy = stack.enter_context(EnvoyProcess(group.config, binary=binary,
-                                                         concurrency=settings.envoy_concurrency,
-                                                         log_level=level, wasm_log_level=level))
-                assert envoy.proc is not None and envoy.start_seconds is not None
-                run.tuning.apply_to_process(envoy.proc.pid)
-                ready_rss = rss_kb(envoy.proc.pid)
+                envoy: Envoy = stack.enter_context(EnvoyProcess(group.config, binary=binary,
+                                                                concurrency=settings.envoy_concurrency,
+                                                                log_level=level, wasm_log_level=level))
+                run.tuning.apply_to_process(envoy.pid)
+                ready_rss = envoy.rss_kb()
                 started.append((group, envoy, ready_rss))
                 for scenario in group.scenarios:
                     running[(variant.name, scenario.name)] = (envoy, ready_rss)
@@ -372,11 +339,10 @@ def _run_round(run: BenchRun, groups: dict[str, list[_Group]], rnd: int, binary:
                 step(f"round {rnd + 1}: {scenario.name}: {variant.name} p50 {lat[variant.name].p(50)} µs", 1)
             for variant in applicable:
                 envoy, _ = running[(variant.name, scenario.name)]
-                assert envoy.proc is not None
-                cpu_before = cpu_ns(envoy.proc.pid)
+                cpu_before = envoy.cpu_ns()
                 thr = run_wrk(envoy.listener_url, scenario.request, duration_s=settings.duration_s,
                               connections=settings.connections, threads=settings.wrk_threads, cpus=cpus)
-                used = cpu_ns(envoy.proc.pid) - cpu_before
+                used = envoy.cpu_ns() - cpu_before
                 step(f"round {rnd + 1}: {scenario.name}: {variant.name} {thr.rps:,.0f} req/s", 1)
                 bad = _unexpected_pct(scenario, variant, [lat[variant.name], thr])
                 errors = lat[variant.name].socket_errors + thr.socket_errors
@@ -387,15 +353,14 @@ def _run_round(run: BenchRun, groups: dict[str, list[_Group]], rnd: int, binary:
         for group, envoy, ready_rss in started:
             if group is not groups[group.variant.name][0]:
                 continue  # one Envoy sample per variant and round (the first configuration)
-            assert envoy.proc is not None and envoy.start_seconds is not None
             stats: dict[str, int] = {}
-            if group.variant.kind == WASM and envoy.admin is not None:
+            if group.variant.kind == WASM:
                 try:
                     stats = envoy.admin.stats("wasm")
                 except (OSError, ValueError):
                     stats = {}
             run.envoy[group.variant.name].append(EnvoySample(rnd, envoy.start_seconds, ready_rss,
-                                                             rss_kb(envoy.proc.pid), stats))
+                                                             envoy.rss_kb(), stats))
 
 
 def _loadavg() -> tuple[float, float, float]:

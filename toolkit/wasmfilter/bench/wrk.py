@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wasmfilter.bench.definition import BenchError, Request
@@ -111,7 +112,7 @@ def parse_output(stdout: str) -> WrkResult:
                      detail=tail(stdout, 20))
 
 
-def _tuner(cpus: set[int] | None, nice: int | None):
+def _tuner(cpus: set[int] | None, nice: int | None) -> Callable[[], None] | None:
     if not cpus and not nice:
         return None
 
