@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-from conftest import assert_one_line_error, run_cli
 
+from tests.conftest import assert_one_line_error, run_cli
 from wasmfilter.build import abi
 from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
 from wasmfilter.envoy.validate import validate_text
@@ -141,7 +141,8 @@ def test_cli_check(tmp_path, auth_build):
     bad = tmp_path / "bad.wasm"
     bad.write_text("not wasm at all")
     assert_one_line_error(run_cli("check", str(bad)), "is not a WebAssembly module", "wasmfilter build")
-    wasi = make_module(tmp_path, '(import "wasi_snapshot_preview1" "fd_filestat_get" (func (param i32 i32) (result i32)))')
+    wasi = make_module(tmp_path,
+                       '(import "wasi_snapshot_preview1" "fd_filestat_get" (func (param i32 i32) (result i32)))')
     warned = run_cli("check", str(wasi))
     assert warned.code == 0 and "fd_filestat_get, which Envoy does not implement" in warned.stderr
     assert_one_line_error(run_cli("check", "--strict", str(wasi)), "fd_filestat_get, which Envoy does not implement")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import AUTH, REPO, assert_one_line_error, run_cli
 
+from tests.conftest import AUTH, REPO, assert_one_line_error, run_cli
 from wasmfilter.bench import BenchError, apply_overrides, load_definition, parse_duration, resolve_definition
 from wasmfilter.bench.definition import all_definitions
 from wasmfilter.bench.report import stat, summarize, update_docs, write_outputs

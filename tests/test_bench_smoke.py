@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import AUTH, run_cli
+
+from tests.conftest import AUTH, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import AUTH, FILTERS, assert_one_line_error, run_cli
 
+from tests.conftest import AUTH, FILTERS, assert_one_line_error, run_cli
 from wasmfilter.build import abi
 from wasmfilter.build.cargo import build
 from wasmfilter.errors import CargoBuildError

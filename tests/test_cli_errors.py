@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import AUTH, assert_one_line_error, run_cli
+from tests.conftest import AUTH, assert_one_line_error, run_cli
 
 
 def test_nonexistent_path():

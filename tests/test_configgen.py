@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import FILTERS
 
+from tests.conftest import FILTERS
 from wasmfilter.envoy.standalone import bootstrap_for
 from wasmfilter.envoy.validate import validate_text
 from wasmfilter.harness.pytest_plugin import cached_build

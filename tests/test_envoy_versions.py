@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import AUTH, assert_one_line_error, run_cli
 
+from tests.conftest import AUTH, assert_one_line_error, run_cli
 from wasmfilter.envoy.binary import pinned_version, resolve
 from wasmfilter.errors import EnvoyError
 
@@ -21,17 +21,18 @@ def test_pinned_is_default():
 def test_other_version_is_fetched_and_scenarios_pass_on_it(auth_build):
     binary = resolve(OTHER)
     assert binary.version == OTHER and binary.path.is_file()
-    result = run_cli("test", str(AUTH), "--envoy-version", OTHER, "--scenario", str(AUTH / "scenarios" / "api_keys.yaml"))
+    result = run_cli("test", str(AUTH), "--envoy-version", OTHER,
+                     "--scenario", str(AUTH / "scenarios" / "api_keys.yaml"))
     assert result.code == 0, result.stdout + result.stderr
     assert f"Envoy {OTHER}" in result.stdout
 
 
-def test_env_override(monkeypatch):
-    monkeypatch.setenv("WASMFILTER_ENVOY_BIN", str(resolve().path))
+def test_env_override(wasmfilter_env):
+    wasmfilter_env("WASMFILTER_ENVOY_BIN", str(resolve().path))
     assert resolve().source == "WASMFILTER_ENVOY_BIN"
     with pytest.raises(EnvoyError, match="not the requested 1.36.2"):
         resolve("1.36.2")
-    monkeypatch.setenv("WASMFILTER_ENVOY_BIN", "/nope/envoy")
+    wasmfilter_env("WASMFILTER_ENVOY_BIN", "/nope/envoy")
     with pytest.raises(EnvoyError, match="does not exist"):
         resolve()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import AUTH, assert_one_line_error, run_cli
 
+from tests.conftest import AUTH, assert_one_line_error, run_cli
 from wasmfilter.errors import ConfigInvalidError, UsageError
 from wasmfilter.manifest import FailurePolicy, load_manifest
 from wasmfilter.ship import istio

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import AUTH
 
+from tests.conftest import AUTH
 from wasmfilter.errors import ManifestError, UsageError
 from wasmfilter.manifest import FailurePolicy, load_manifest
 

@@ -13,8 +13,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import AUTH, assert_one_line_error, run_cli
 
+from tests.conftest import AUTH, assert_one_line_error, run_cli
 from wasmfilter.errors import RegistryError, UsageError
 from wasmfilter.ship.client import RegistryClient
 from wasmfilter.ship.image import (

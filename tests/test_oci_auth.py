@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, run_cli
 
+from tests.conftest import assert_one_line_error, run_cli
 from wasmfilter.errors import RegistryError, UsageError
 from wasmfilter.ship.credentials import credentials_for
 from wasmfilter.ship.image import build_image

@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import assert_one_line_error, run_cli
 
+from tests.conftest import assert_one_line_error, run_cli
 from wasmfilter.errors import RegistryError
 from wasmfilter.ship.client import RETRIES
 from wasmfilter.ship.image import build_image

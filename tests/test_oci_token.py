@@ -20,8 +20,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import assert_one_line_error, run_cli
 
+from tests.conftest import assert_one_line_error, run_cli
 from wasmfilter.errors import RegistryError
 from wasmfilter.ship.image import build_image
 from wasmfilter.ship.registry import LocalRegistry

@@ -9,8 +9,8 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import FILTERS
 
+from tests.conftest import FILTERS
 from wasmfilter.envoy.protocol import wait_until
 from wasmfilter.errors import EnvoyStartError
 from wasmfilter.harness import scenario

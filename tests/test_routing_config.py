@@ -4,8 +4,8 @@ in the filter's error log, and the log level is configurable."""
 from __future__ import annotations
 
 import pytest
-from conftest import FILTERS
 
+from tests.conftest import FILTERS
 from wasmfilter.errors import EnvoyStartError
 
 ROUTING = FILTERS / "routing"

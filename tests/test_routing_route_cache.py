@@ -10,8 +10,8 @@ succeeds (no warning logged when it is on)."""
 from __future__ import annotations
 
 import pytest
-from conftest import FILTERS
 
+from tests.conftest import FILTERS
 from wasmfilter.harness import scenario
 from wasmfilter.harness.client import Client
 

@@ -9,8 +9,8 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import FILTERS
 
+from tests.conftest import FILTERS
 from wasmfilter.harness import scenario
 from wasmfilter.harness.client import Client
 

@@ -9,8 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import AUTH, REPO
-
+from tests.conftest import AUTH, REPO
 from wasmfilter.harness.client import Client
 from wasmfilter.harness.scenario import Request
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FILTERS, REPO, assert_one_line_error, run_cli
 
+from tests.conftest import FILTERS, REPO, assert_one_line_error, run_cli
 from wasmfilter.errors import UsageError, WasmfilterError
 from wasmfilter.manifest import load_manifest
 from wasmfilter.scaffold.project import new

@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import FILTERS, run_cli
 
+from tests.conftest import FILTERS, run_cli
 from wasmfilter import paths
 from wasmfilter.scaffold.templates import TEMPLATE_NAMES
 

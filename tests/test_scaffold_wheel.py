@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import FILTERS, REPO
 
+from tests.conftest import FILTERS, REPO
 from wasmfilter.scaffold.plan import plan
 from wasmfilter.scaffold.templates import get_template, list_templates
 

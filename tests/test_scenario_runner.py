@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import AUTH, run_cli
 
+from tests.conftest import AUTH, run_cli
 from wasmfilter.errors import ScenarioError
 from wasmfilter.harness import scenario
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FILTERS
 
+from tests.conftest import FILTERS
 from wasmfilter.build import abi
 from wasmfilter.build.cargo import BuildResult, build
 from wasmfilter.envoy.binary import resolve

@@ -5,12 +5,11 @@ it if its owner dies, is the caller's (harness/docker.py); `validate_in_containe
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from wasmfilter.envoy import protocol
 from wasmfilter.envoy.admin import Admin
@@ -18,7 +17,6 @@ from wasmfilter.envoy.engine import client, short
 from wasmfilter.envoy.images import BUILD_FIX, ENVOY_IN_IMAGE
 from wasmfilter.envoy.validate import envoy_reason
 from wasmfilter.errors import ConfigInvalidError, DockerError
-from wasmfilter.settings import current
 
 if TYPE_CHECKING:  # pragma: no cover
     from docker.models.containers import Container
@@ -72,34 +70,19 @@ class EnvoyContainer(protocol.EnvoyBase):
 
     def __init__(self, config: str, *, image: str, name: str, labels: Mapping[str, str],
                  mounts: Mapping[Path, str] | None = None, network: str | None = None, version: str = "",
-                 concurrency: int = 2, listener_host_port: int = 0, log_level: str = "info",
-                 wasm_log_level: str = "debug", ready_timeout: float = protocol.READY_TIMEOUT_S,
-                 keep_workdir: bool | None = None):
-        self.config = config
-        self.image = image
-        self.name = name
-        self.labels = dict(labels)
+                 listener_host_port: int = 0, **options: Unpack[protocol.RunOptions]):
+        super().__init__(config, **options)
+        self.image, self.name, self.labels = image, name, dict(labels)
         self.mounts = dict(mounts or {})
         self.network = network
         self._version = version
-        self.concurrency = concurrency
         self.listener_host_port = listener_host_port
-        self.log_level = log_level
-        self.wasm_log_level = wasm_log_level
-        self.ready_timeout = ready_timeout
-        self.keep_workdir = current().keep_workdir if keep_workdir is None else keep_workdir
-        self.workdir: Path | None = None
         self.container: Container | None = None
-        self.listener_port: int | None = None
         self._final_logs = ""
 
     @property
     def version(self) -> str:
         return self._version
-
-    @property
-    def listener_url(self) -> str:
-        return f"http://127.0.0.1:{self.listener_port}"
 
     def logs(self) -> str:
         if self.container is not None:
@@ -175,8 +158,7 @@ class EnvoyContainer(protocol.EnvoyBase):
             self._final_logs = logs_of(self.container)
             remove(self.container)
             self.container = None
-        if self.workdir is not None and not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.remove_workdir()
 
 
 def validate_in_container(config: Path, *, image: str, name: str, labels: Mapping[str, str],

@@ -4,43 +4,29 @@ a process that dies with the one that started it."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Unpack
 
 from wasmfilter import subprocesses
 from wasmfilter.envoy import protocol
 from wasmfilter.envoy.admin import Admin
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
-from wasmfilter.settings import current
 
 
 class EnvoyProcess(protocol.EnvoyBase):
     backend = "process"
 
-    def __init__(self, config: str, *, binary: EnvoyBinary | None = None, concurrency: int = 2,
-                 log_level: str = "info", wasm_log_level: str = "debug",
-                 ready_timeout: float = protocol.READY_TIMEOUT_S, keep_workdir: bool | None = None):
-        self.config = config
+    def __init__(self, config: str, *, binary: EnvoyBinary | None = None, **options: Unpack[protocol.RunOptions]):
+        super().__init__(config, **options)
         self.binary = binary or resolve()
-        self.concurrency = concurrency
-        self.log_level = log_level
-        self.wasm_log_level = wasm_log_level
-        self.ready_timeout = ready_timeout
-        self.keep_workdir = current().keep_workdir if keep_workdir is None else keep_workdir
-        self.workdir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        self.listener_port: int | None = None
 
     @property
     def version(self) -> str:
         return self.binary.version
-
-    @property
-    def listener_url(self) -> str:
-        return f"http://127.0.0.1:{self.listener_port}"
 
     @property
     def log_path(self) -> Path | None:
@@ -89,5 +75,4 @@ class EnvoyProcess(protocol.EnvoyBase):
 
     def stop(self) -> None:
         subprocesses.stop(self.proc)
-        if self.workdir is not None and not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.remove_workdir()

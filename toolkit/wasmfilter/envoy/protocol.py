@@ -4,14 +4,16 @@ process figures the bench reads (CPU time, RSS) from the host's /proc, whatever 
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Protocol, Self, TypedDict
 
 from wasmfilter.envoy.admin import Admin
 from wasmfilter.envoy.validate import envoy_reason
 from wasmfilter.errors import EnvoyError, EnvoyStartError, tail
+from wasmfilter.settings import current
 
 READY_TIMEOUT_S = 20.0
 LISTENER = "listener"  # the name of the listener every generated bootstrap defines
@@ -41,14 +43,43 @@ class Envoy(Protocol):
     def stop(self) -> None: ...
 
 
+class RunOptions(TypedDict, total=False):
+    """How either backend runs Envoy (keyword arguments of both constructors)."""
+    concurrency: int
+    log_level: str
+    wasm_log_level: str
+    ready_timeout: float
+    keep_workdir: bool | None  # None: WASMFILTER_KEEP_WORKDIR
+
+
 class EnvoyBase:
-    """What both backends share once started: the protocol's figures from what `start()` recorded (`_admin`,
-    `_start_seconds`, `_pid`), the filter's log lines, the context manager."""
+    """What both backends share: how Envoy runs (`RunOptions`), its config, and once started the protocol's figures
+    from what `start()` recorded (`_admin`, `_start_seconds`, `_pid`, `listener_port`), the filter's log lines, the
+    context manager."""
 
     what = "Envoy"
     _admin: Admin | None = None
     _start_seconds: float | None = None
     _pid: int | None = None
+
+    def __init__(self, config: str, *, concurrency: int = 2, log_level: str = "info", wasm_log_level: str = "debug",
+                 ready_timeout: float = READY_TIMEOUT_S, keep_workdir: bool | None = None):
+        self.config = config
+        self.concurrency = concurrency
+        self.log_level = log_level
+        self.wasm_log_level = wasm_log_level
+        self.ready_timeout = ready_timeout
+        self.keep_workdir = current().keep_workdir if keep_workdir is None else keep_workdir
+        self.workdir: Path | None = None
+        self.listener_port: int | None = None
+
+    @property
+    def listener_url(self) -> str:
+        return f"http://127.0.0.1:{self.listener_port}"
+
+    def remove_workdir(self) -> None:
+        if self.workdir is not None and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def start(self) -> Self:
         raise NotImplementedError
