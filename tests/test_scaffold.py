@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from tests.conftest import FILTERS, REPO, assert_one_line_error, run_cli
-from wasmfilter.errors import UsageError, WasmfilterError
+from wasmfilter.errors import TemplateError, UsageError, WasmfilterError
 from wasmfilter.manifest import load_manifest
 from wasmfilter.scaffold.project import new
-from wasmfilter.scaffold.templates import TemplateError, list_templates
+from wasmfilter.scaffold.templates import list_templates
 
 TEMPLATES_DIR = REPO / "templates"
 AVAILABLE = [t.name for t in list_templates(FILTERS)]

@@ -14,7 +14,7 @@ from rich.table import Table
 from wasmfilter import console
 from wasmfilter.build import abi, toolchain
 from wasmfilter.console import err, out
-from wasmfilter.errors import WasmfilterError
+from wasmfilter.errors import ScenarioFailed, WasmfilterError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Build, test, benchmark and ship Envoy proxy-Wasm filters written in Rust.")
@@ -159,7 +159,9 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
     out.print(f"{passed} passed, {len(result.failed)} failed ({result.envoy}, {result.backend}, "
               f"{result.seconds:.1f}s)")
     if not result.ok:
-        raise typer.Exit(1)
+        raise ScenarioFailed(f"{len(result.failed)} of {len(result.results)} scenario cases failed",
+                             problems=[p for r in result.failed for p in r.problems],
+                             fix="see each failing case above (its problems, the filter's log, Envoy's log tail)")
 
 
 @app.command()

@@ -51,7 +51,23 @@ class ScenarioError(WasmfilterError):
 
 
 class ScenarioFailed(WasmfilterError):
-    """One or more scenario cases did not get what they expected."""
+    """Scenario cases did not get what they expected: `problems` lists every difference (one line each); the
+    filter's own log lines and the tail of Envoy's log say why."""
+
+    def __init__(self, message: str, *, problems: list[str], filter_logs: list[str] | None = None,
+                 envoy_tail: str = "", fix: str | None = None):
+        super().__init__(message, fix=fix)
+        self.problems = problems
+        self.filter_logs = filter_logs or []
+        self.envoy_tail = envoy_tail
+
+
+class BenchError(WasmfilterError):
+    """A bench definition is invalid, or a bench run could not measure what it should."""
+
+
+class TemplateError(WasmfilterError):
+    """A scaffold template could not be rendered (a bug in the template, not in the user's input)."""
 
 
 class DockerError(WasmfilterError):

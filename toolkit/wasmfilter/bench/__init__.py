@@ -15,7 +15,6 @@ from pathlib import Path
 
 from wasmfilter.bench.definition import (
     BenchDefinition,
-    BenchError,
     all_definitions,
     load_definition,
     parse_duration,
@@ -23,7 +22,7 @@ from wasmfilter.bench.definition import (
 )
 from wasmfilter.bench.report import summarize, update_docs, write_outputs
 from wasmfilter.bench.runner import BenchRun, estimate_seconds, run_bench, total_steps
-from wasmfilter.errors import UsageError
+from wasmfilter.errors import BenchError, UsageError
 
 __all__ = ["BenchDefinition", "BenchError", "BenchOutcome", "all_definitions", "apply_overrides", "bench",
            "load_definition", "parse_duration", "resolve_definition", "run_bench", "summarize"]

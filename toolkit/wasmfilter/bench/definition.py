@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from wasmfilter.errors import UsageError, WasmfilterError
+from wasmfilter.errors import BenchError, UsageError
 from wasmfilter.harness.scenario import deep_merge
 from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
 from wasmfilter.yamlmodel import load_model
@@ -18,10 +18,6 @@ BENCH_DIR_NAME = "benchmarks"
 MAX_DURATION_S = 600
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class BenchError(WasmfilterError):
-    """A bench definition is invalid, or a bench run could not measure what it should."""
 
 
 def parse_duration(value: str | int | float, what: str = "duration") -> int:

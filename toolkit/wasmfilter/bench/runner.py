@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter import subprocesses
-from wasmfilter.bench.definition import BenchDefinition, BenchError, Scenario, deep_merge
+from wasmfilter.bench.definition import BenchDefinition, Scenario, deep_merge
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
 from wasmfilter.build import cargo as build_mod
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
@@ -26,6 +26,7 @@ from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream, Wasm
 from wasmfilter.envoy.process import EnvoyProcess
 from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.envoy.validate import validate_text
+from wasmfilter.errors import BenchError
 
 Progress = Callable[[str, int], None]  # (message, steps done since last call)
 

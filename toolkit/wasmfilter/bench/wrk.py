@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wasmfilter.bench.definition import BenchError, Request
-from wasmfilter.errors import ToolchainError, tail
+from wasmfilter.bench.definition import Request
+from wasmfilter.errors import BenchError, ToolchainError, tail
 
 MARKER = "WASMFILTER_BENCH_JSON "
 # Percentiles printed by the script: enough points for a distribution plot, plus the tail.

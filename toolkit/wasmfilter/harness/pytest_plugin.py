@@ -20,6 +20,7 @@ import pytest
 from wasmfilter.build.cargo import BuildResult, build
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
+from wasmfilter.errors import ScenarioFailed
 from wasmfilter.harness import scenario
 from wasmfilter.harness.checks import run_case
 from wasmfilter.harness.client import Client
@@ -133,12 +134,6 @@ class ScenarioBackend(pytest.Collector):
             self.stack = None
 
 
-class ScenarioCaseFailed(Exception):
-    def __init__(self, problems: list[str], filter_logs: list[str], envoy_tail: str):
-        super().__init__("\n".join(problems))
-        self.problems, self.filter_logs, self.envoy_tail = problems, filter_logs, envoy_tail
-
-
 class ScenarioCase(pytest.Item):
     def __init__(self, *, case: scenario.Case, **kwargs: Any):
         super().__init__(**kwargs)
@@ -151,10 +146,11 @@ class ScenarioCase(pytest.Item):
         problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client)
         if problems:
             logs = stack.envoy.logs()
-            raise ScenarioCaseFailed(problems, filter_log_lines(logs)[-20:], log_tail(logs))
+            raise ScenarioFailed(f"scenario case '{self.name}' failed", problems=problems,
+                                 filter_logs=filter_log_lines(logs)[-20:], envoy_tail=log_tail(logs))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
-        if isinstance(excinfo.value, ScenarioCaseFailed):
+        if isinstance(excinfo.value, ScenarioFailed):
             e = excinfo.value
             return "\n".join([f"scenario case '{self.name}' ({self.path.name}) failed:",
                               *[f"  - {p}" for p in e.problems], "filter log:",

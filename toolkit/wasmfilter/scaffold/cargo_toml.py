@@ -10,7 +10,8 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from wasmfilter.scaffold.templates import Template, TemplateError, crate_toml
+from wasmfilter.errors import TemplateError
+from wasmfilter.scaffold.templates import Template, crate_toml
 
 
 def cargo_context(template: Template, filters_root: Path) -> dict[str, Any]:

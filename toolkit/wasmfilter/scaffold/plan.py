@@ -32,11 +32,11 @@ from typing import Any
 import yaml
 
 from wasmfilter import __version__, paths
-from wasmfilter.errors import UsageError
+from wasmfilter.errors import TemplateError, UsageError
 from wasmfilter.scaffold.cargo_toml import cargo_context
 from wasmfilter.scaffold.names import crate_ident, validate_name
 from wasmfilter.scaffold.render import JINJA_SUFFIX, environment, render_file, render_path
-from wasmfilter.scaffold.templates import SCAFFOLD, Template, TemplateError, is_exec, walk
+from wasmfilter.scaffold.templates import SCAFFOLD, Template, is_exec, walk
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from wasmfilter.scaffold.templates import TemplateError
+from wasmfilter.errors import TemplateError
 
 JINJA_SUFFIX = ".jinja"
 

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from wasmfilter import paths
-from wasmfilter.errors import UsageError, WasmfilterError
+from wasmfilter.errors import TemplateError, UsageError
 
 # The templates, in the order `--list` shows them. Each is the reference crate of the same name in filters/;
 # one that is not in this installation (or checkout) is simply not offered.
@@ -21,10 +21,6 @@ SCAFFOLD = "scaffold"  # templates/scaffold: the rendered files every project ge
 # Files of a reference crate that are not copied: Cargo.toml is rendered (templates/scaffold/Cargo.toml.jinja),
 # the lock file and build output belong to the workspace.
 NOT_COPIED = {"Cargo.toml", "Cargo.lock", "target", "__pycache__"}
-
-
-class TemplateError(WasmfilterError):
-    """A template could not be rendered (a bug in the template, not in the user's input)."""
 
 
 @dataclass(frozen=True)

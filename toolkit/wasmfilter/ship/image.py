@@ -188,37 +188,34 @@ def extract_wasm(manifest: dict[str, Any], fetch: Callable[[dict[str, Any]], byt
     two layers, one of them the raw Wasm layer). FETCH returns a descriptor's (verified) blob. Returns the module
     bytes and the variant name ("docker", "compat" or "oci")."""
     layers = manifest.get("layers") or []
+    not_wasm = "push an image made by `wasmfilter package` (Wasm Image Specification)"
     if manifest.get("mediaType") == DOCKER_MANIFEST:
-        try:
-            wasm = _extract_compat(layers, DOCKER_LAYER_GZIP, fetch)
-        except _ShapeError as e:
-            raise RegistryError(f"the Docker image is not a Wasm image ({e})",
-                                fix="push an image made by `wasmfilter package` (Wasm Image Specification)") from e
-        return _checked_wasm(wasm, "docker"), "docker"
-    errors = []
-    try:
-        return _checked_wasm(_extract_compat(layers, OCI_LAYER_GZIP, fetch), "compat"), "compat"
-    except _ShapeError as e:
-        errors.append(f"not the compat variant ({e})")
-    try:
-        return _checked_wasm(_extract_oci(layers, fetch), "oci"), "oci"
-    except _ShapeError as e:
-        errors.append(f"not the oci variant ({e})")
-    raise RegistryError("the image is not a Wasm image: " + "; ".join(errors),
-                        fix="push an image made by `wasmfilter package` (Wasm Image Specification)")
+        problem = _compat_shape_problem(layers, DOCKER_LAYER_GZIP)
+        if problem:
+            raise RegistryError(f"the Docker image is not a Wasm image ({problem})", fix=not_wasm)
+        return _checked_wasm(_extract_compat(layers[-1], fetch), "docker"), "docker"
+    compat_problem = _compat_shape_problem(layers, OCI_LAYER_GZIP)
+    if not compat_problem:
+        return _checked_wasm(_extract_compat(layers[-1], fetch), "compat"), "compat"
+    wasm_layers = [layer for layer in layers if layer.get("mediaType") == WASM_LAYER]
+    if len(layers) == 2 and wasm_layers:
+        return _checked_wasm(fetch(wasm_layers[0]), "oci"), "oci"
+    oci_problem = (f"the oci variant has exactly 2 layers, this image has {len(layers)}" if len(layers) != 2
+                   else f"no layer of type {WASM_LAYER}")
+    raise RegistryError(f"the image is not a Wasm image: not the compat variant ({compat_problem}); "
+                        f"not the oci variant ({oci_problem})", fix=not_wasm)
 
 
-class _ShapeError(Exception):
-    pass
-
-
-def _extract_compat(layers: list[dict[str, Any]], media_type: str, fetch: Callable[[dict[str, Any]], bytes]
-                    ) -> bytes:
+def _compat_shape_problem(layers: list[dict[str, Any]], media_type: str) -> str | None:
+    """Why LAYERS are not the compat (or docker) shape, None if they are: the last layer is a tar+gzip."""
     if not layers:
-        raise _ShapeError("the image has no layers")
-    last = layers[-1]
-    if last.get("mediaType") != media_type:
-        raise _ShapeError(f"last layer is {last.get('mediaType')}, expected {media_type}")
+        return "the image has no layers"
+    if layers[-1].get("mediaType") != media_type:
+        return f"last layer is {layers[-1].get('mediaType')}, expected {media_type}"
+    return None
+
+
+def _extract_compat(last: dict[str, Any], fetch: Callable[[dict[str, Any]], bytes]) -> bytes:
     blob = fetch(last)
     try:
         raw = gzip.decompress(blob)
@@ -233,15 +230,6 @@ def _extract_compat(layers: list[dict[str, Any]], media_type: str, fetch: Callab
                             fix="rebuild the image with `wasmfilter package`") from e
     raise RegistryError(f"the image layer {last.get('digest')} holds no {PLUGIN_FILE}",
                         fix=f"the compat variant needs a single layer with {PLUGIN_FILE} in it")
-
-
-def _extract_oci(layers: list[dict[str, Any]], fetch: Callable[[dict[str, Any]], bytes]) -> bytes:
-    if len(layers) != 2:
-        raise _ShapeError(f"the oci variant has exactly 2 layers, this image has {len(layers)}")
-    for layer in layers:
-        if layer.get("mediaType") == WASM_LAYER:
-            return fetch(layer)
-    raise _ShapeError(f"no layer of type {WASM_LAYER}")
 
 
 def _checked_wasm(wasm: bytes, variant: str) -> bytes:
