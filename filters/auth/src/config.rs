@@ -3,8 +3,10 @@
 //! Every error names the offending field (`field `jwt.jwks.keys[1].n`: ...`) so `on_configure` can log it and
 //! Envoy refuses the configuration with that reason.
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
 use serde::Deserialize;
+use wasmfilter_common::{ConfigError, check_header_name};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,19 +166,12 @@ const fn default_max_token_bytes() -> usize {
 const MAX_TOKEN_BYTES_LIMIT: usize = 16 * 1024;
 const MAX_CLOCK_SKEW_S: u64 = 3600;
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+/// The filter's name, which starts every configuration error.
+const FILTER: &str = "auth";
 
-impl ConfigError {
-    pub fn field(field: &str, problem: &str) -> Self {
-        ConfigError(format!("invalid auth configuration: field `{field}` {problem}"))
-    }
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A validation error: ``invalid auth configuration: field `FIELD` PROBLEM``.
+pub(crate) fn invalid(field: &str, problem: impl Display) -> ConfigError {
+    ConfigError::field(FILTER, field, problem)
 }
 
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
@@ -185,25 +180,25 @@ impl AuthConfig {
     /// Parses and validates; the error names the offending field. Key material is checked by `jwt::Jwks`.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let config: AuthConfig =
-            serde_json::from_slice(raw).map_err(|e| ConfigError(format!("invalid auth configuration: {e}")))?;
+            serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.keys.is_empty() && self.jwt.is_none() {
-            return Err(ConfigError::field("keys", "must not be empty when `jwt` is not configured"));
+            return Err(invalid("keys", "must not be empty when `jwt` is not configured"));
         }
         // The entry is named by its identity, never by its (possibly mistakenly plaintext) key.
         for (digest, identity) in &self.keys {
             let well_formed = digest.len() == 64 && digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
             if !is_header_value(identity) || identity.is_empty() {
-                return Err(ConfigError::field("keys", "has an identity that is empty or not printable ASCII"));
+                return Err(invalid("keys", "has an identity that is empty or not printable ASCII"));
             }
             if !well_formed {
-                return Err(ConfigError::field(
+                return Err(invalid(
                     "keys",
-                    &format!("entry for identity `{identity}` is not a lower-case hex SHA-256 digest"),
+                    format!("entry for identity `{identity}` is not a lower-case hex SHA-256 digest"),
                 ));
             }
         }
@@ -215,13 +210,11 @@ impl AuthConfig {
             }
         }
         for (field, value) in headers {
-            if !is_header_name(value) {
-                return Err(ConfigError::field(field, &format!("must be a lower-case header name, got `{value}`")));
-            }
+            check_header_name(FILTER, field, value)?;
         }
         if let Some(param) = &self.key_query_param {
             if param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
-                return Err(ConfigError::field(
+                return Err(invalid(
                     "key_query_param",
                     "must be a non-empty unreserved query parameter name",
                 ));
@@ -229,20 +222,20 @@ impl AuthConfig {
         }
         if let Some(jwt) = &self.jwt {
             if jwt.max_token_bytes == 0 || jwt.max_token_bytes > MAX_TOKEN_BYTES_LIMIT {
-                return Err(ConfigError::field(
+                return Err(invalid(
                     "jwt.max_token_bytes",
-                    &format!("must be between 1 and {MAX_TOKEN_BYTES_LIMIT}"),
+                    format!("must be between 1 and {MAX_TOKEN_BYTES_LIMIT}"),
                 ));
             }
             if jwt.clock_skew_s > MAX_CLOCK_SKEW_S {
-                return Err(ConfigError::field("jwt.clock_skew_s", &format!("must be at most {MAX_CLOCK_SKEW_S}")));
+                return Err(invalid("jwt.clock_skew_s", format!("must be at most {MAX_CLOCK_SKEW_S}")));
             }
             if jwt.jwks.keys.is_empty() {
-                return Err(ConfigError::field("jwt.jwks.keys", "must not be empty"));
+                return Err(invalid("jwt.jwks.keys", "must not be empty"));
             }
             let reserved = [self.identity_header.as_str(), self.key_header.as_str(), jwt.header.as_str()];
-            if jwt.claims_to_headers.values().any(|h| reserved.contains(&h.as_str()) || h.starts_with(':')) {
-                return Err(ConfigError::field(
+            if jwt.claims_to_headers.values().any(|h| reserved.contains(&h.as_str())) {
+                return Err(invalid(
                     "jwt.claims_to_headers",
                     "must not name the identity, key or token header",
                 ));
@@ -250,27 +243,27 @@ impl AuthConfig {
         }
         for (i, rule) in self.rules.iter().enumerate() {
             if !is_normal_prefix(&rule.prefix) {
-                return Err(ConfigError::field(
+                return Err(invalid(
                     &format!("rules[{i}].prefix"),
-                    &format!("must be a normalised path starting with `/` (no `//`, `.`, `..`, `%`), got `{}`", rule.prefix),
+                    format!("must be a normalised path starting with `/` (no `//`, `.`, `..`, `%`), got `{}`", rule.prefix),
                 ));
             }
             if let Some(bad) = rule.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
-                return Err(ConfigError::field(
+                return Err(invalid(
                     &format!("rules[{i}].methods"),
-                    &format!("has `{bad}`; use upper-case HTTP methods"),
+                    format!("has `{bad}`; use upper-case HTTP methods"),
                 ));
             }
             let needs_keys = matches!(rule.require, Require::ApiKey);
             let needs_jwt = matches!(rule.require, Require::Jwt);
             if (needs_keys && self.keys.is_empty()) || (needs_jwt && self.jwt.is_none()) {
-                return Err(ConfigError::field(
+                return Err(invalid(
                     &format!("rules[{i}].require"),
                     "needs a credential type that is not configured",
                 ));
             }
             if !rule.identities.is_empty() && matches!(rule.require, Require::Public | Require::Deny) {
-                return Err(ConfigError::field(
+                return Err(invalid(
                     &format!("rules[{i}].identities"),
                     "only applies to rules that require a credential",
                 ));
@@ -278,11 +271,6 @@ impl AuthConfig {
         }
         Ok(())
     }
-}
-
-pub fn is_header_name(value: &str) -> bool {
-    !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
 }
 
 pub fn is_header_value(value: &str) -> bool {
@@ -322,56 +310,65 @@ mod tests {
     #[test]
     fn rejects_unknown_field_by_name() {
         let err = with(r#", "key_headr": "x""#).unwrap_err();
-        assert!(err.0.contains("unknown field `key_headr`"), "{err}");
+        assert!(err.message().contains("unknown field `key_headr`"), "{err}");
         let err = with(r#", "jwt": {"jwks": {"keys": []}, "isuer": "x"}"#).unwrap_err();
-        assert!(err.0.contains("unknown field `isuer`"), "{err}");
+        assert!(err.message().contains("unknown field `isuer`"), "{err}");
         let err = with(r#", "rules": [{"prefix": "/", "require": "any", "method": ["GET"]}]"#).unwrap_err();
-        assert!(err.0.contains("unknown field `method`"), "{err}");
+        assert!(err.message().contains("unknown field `method`"), "{err}");
     }
 
     #[test]
     fn rejects_plaintext_key_without_echoing_it() {
         let err = AuthConfig::parse(br#"{"keys": {"supersecretvalue": "alice"}}"#).unwrap_err();
-        assert!(err.0.contains("field `keys` entry for identity `alice`"), "{err}");
-        assert!(!err.0.contains("supers"), "{err}");
+        assert!(err.message().contains("field `keys` entry for identity `alice`"), "{err}");
+        assert!(!err.message().contains("supers"), "{err}");
     }
 
     #[test]
     fn rejects_empty_keys_without_jwt() {
         let err = AuthConfig::parse(br#"{"keys": {}}"#).unwrap_err();
-        assert!(err.0.contains("must not be empty"), "{err}");
+        assert!(err.message().contains("must not be empty"), "{err}");
     }
 
     #[test]
     fn rejects_bad_header_names() {
         let err = with(r#", "identity_header": "X-Id""#).unwrap_err();
-        assert!(err.0.contains("field `identity_header`"), "{err}");
+        assert!(err.message().contains("field `identity_header` must be a lower-case header name, got `X-Id`"), "{err}");
+        for bad in ["", "x id", "x-é", "x(y)"] {
+            let err = with(&format!(r#", "key_header": "{bad}""#)).unwrap_err();
+            assert!(err.message().contains("field `key_header`"), "{bad}: {err}");
+        }
+        let jwks = r#""jwks": {"keys": [{"kty": "oct", "k": "AAAA"}]}"#;
+        for (field, bad) in [("header", "\"Authorization\""), ("claims_to_headers", r#"{"sub": ":path"}"#)] {
+            let err = with(&format!(r#", "jwt": {{{jwks}, "{field}": {bad}}}"#)).unwrap_err();
+            assert!(err.message().contains(&format!("field `jwt.{field}` must be a lower-case header name")), "{err}");
+        }
     }
 
     #[test]
     fn rejects_bad_rules() {
         let err = with(r#", "rules": [{"prefix": "/a/../b", "require": "any"}]"#).unwrap_err();
-        assert!(err.0.contains("field `rules[0].prefix`"), "{err}");
+        assert!(err.message().contains("field `rules[0].prefix`"), "{err}");
         let err = with(r#", "rules": [{"prefix": "/a", "methods": ["get"], "require": "any"}]"#).unwrap_err();
-        assert!(err.0.contains("field `rules[0].methods`"), "{err}");
+        assert!(err.message().contains("field `rules[0].methods`"), "{err}");
         let err = with(r#", "rules": [{"prefix": "/a", "require": "jwt"}]"#).unwrap_err();
-        assert!(err.0.contains("field `rules[0].require`"), "{err}");
+        assert!(err.message().contains("field `rules[0].require`"), "{err}");
         let err = with(r#", "rules": [{"prefix": "/a", "require": "sometimes"}]"#).unwrap_err();
-        assert!(err.0.contains("unknown variant `sometimes`"), "{err}");
+        assert!(err.message().contains("unknown variant `sometimes`"), "{err}");
     }
 
     #[test]
     fn rejects_bad_jwt_settings() {
         let jwks = r#""jwks": {"keys": [{"kty": "oct", "k": "AAAA"}]}"#;
         let err = with(&format!(r#", "jwt": {{{jwks}, "max_token_bytes": 0}}"#)).unwrap_err();
-        assert!(err.0.contains("field `jwt.max_token_bytes`"), "{err}");
+        assert!(err.message().contains("field `jwt.max_token_bytes`"), "{err}");
         let err = with(&format!(r#", "jwt": {{{jwks}, "clock_skew_s": 99999}}"#)).unwrap_err();
-        assert!(err.0.contains("field `jwt.clock_skew_s`"), "{err}");
+        assert!(err.message().contains("field `jwt.clock_skew_s`"), "{err}");
         let err = with(&format!(r#", "jwt": {{{jwks}, "claims_to_headers": {{"sub": "x-auth-identity"}}}}"#))
             .unwrap_err();
-        assert!(err.0.contains("field `jwt.claims_to_headers`"), "{err}");
+        assert!(err.message().contains("field `jwt.claims_to_headers`"), "{err}");
         let err = with(r#", "jwt": {"jwks": {"keys": []}}"#).unwrap_err();
-        assert!(err.0.contains("field `jwt.jwks.keys`"), "{err}");
+        assert!(err.message().contains("field `jwt.jwks.keys`"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::config::{ConfigError, JwkConfig, JwtConfig, is_header_value};
+use crate::config::{JwkConfig, JwtConfig, invalid, is_header_value};
+use wasmfilter_common::ConfigError;
 
 pub type Claims = Map<String, Value>;
 
@@ -109,78 +110,78 @@ const MIN_HMAC_BYTES: usize = 32;
 const MIN_RSA_BITS: usize = 2048;
 
 fn b64(field: &str, value: Option<&String>) -> Result<Vec<u8>, ConfigError> {
-    let value = value.ok_or_else(|| ConfigError::field(field, "is required for this key type"))?;
-    Base64UrlUnpadded::decode_vec(value).map_err(|_| ConfigError::field(field, "is not unpadded base64url"))
+    let value = value.ok_or_else(|| invalid(field, "is required for this key type"))?;
+    Base64UrlUnpadded::decode_vec(value).map_err(|_| invalid(field, "is not unpadded base64url"))
 }
 
 fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
     let f = |name: &str| format!("{at}.{name}");
     if let Some(usage) = &jwk.use_ {
         if usage != "sig" {
-            return Err(ConfigError::field(&f("use"), "must be `sig`"));
+            return Err(invalid(&f("use"), "must be `sig`"));
         }
     }
     let (alg, material) = match jwk.kty.as_str() {
         "oct" => {
             let secret = b64(&f("k"), jwk.k.as_ref())?;
             if secret.len() < MIN_HMAC_BYTES {
-                return Err(ConfigError::field(&f("k"), "must be at least 32 bytes (256 bits)"));
+                return Err(invalid(&f("k"), "must be at least 32 bytes (256 bits)"));
             }
             (Alg::Hs256, Material::Hmac(secret))
         }
         #[cfg(feature = "rs256")]
         "RSA" => {
             if jwk.d.is_some() {
-                return Err(ConfigError::field(&f("d"), "is private key material; configure the public key only"));
+                return Err(invalid(&f("d"), "is private key material; configure the public key only"));
             }
             let n = b64(&f("n"), jwk.n.as_ref())?;
             let e = b64(&f("e"), jwk.e.as_ref())?;
             let n = rsa::BigUint::from_bytes_be(&n);
             if n.bits() < MIN_RSA_BITS {
-                return Err(ConfigError::field(&f("n"), "must be an RSA modulus of at least 2048 bits"));
+                return Err(invalid(&f("n"), "must be an RSA modulus of at least 2048 bits"));
             }
             let key = rsa::RsaPublicKey::new(n, rsa::BigUint::from_bytes_be(&e))
-                .map_err(|e| ConfigError::field(&f("n"), &format!("is not a usable RSA public key ({e})")))?;
+                .map_err(|e| invalid(&f("n"), format!("is not a usable RSA public key ({e})")))?;
             (Alg::Rs256, Material::Rsa(rsa::pkcs1v15::VerifyingKey::new(key)))
         }
         #[cfg(feature = "es256")]
         "EC" => {
             if jwk.d.is_some() {
-                return Err(ConfigError::field(&f("d"), "is private key material; configure the public key only"));
+                return Err(invalid(&f("d"), "is private key material; configure the public key only"));
             }
             if jwk.crv.as_deref() != Some("P-256") {
-                return Err(ConfigError::field(&f("crv"), "must be `P-256`"));
+                return Err(invalid(&f("crv"), "must be `P-256`"));
             }
             let x = b64(&f("x"), jwk.x.as_ref())?;
             let y = b64(&f("y"), jwk.y.as_ref())?;
             if x.len() != 32 || y.len() != 32 {
-                return Err(ConfigError::field(&f("x"), "and `y` must be 32-byte P-256 coordinates"));
+                return Err(invalid(&f("x"), "and `y` must be 32-byte P-256 coordinates"));
             }
             let mut sec1 = Vec::with_capacity(65);
             sec1.push(0x04);
             sec1.extend_from_slice(&x);
             sec1.extend_from_slice(&y);
             let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                .map_err(|_| ConfigError::field(&f("x"), "and `y` are not a point on P-256"))?;
+                .map_err(|_| invalid(&f("x"), "and `y` are not a point on P-256"))?;
             (Alg::Es256, Material::Ec(key))
         }
         #[cfg(not(feature = "rs256"))]
         "RSA" => {
-            return Err(ConfigError::field(&f("kty"), "`RSA` needs the filter built with cargo feature `rs256`"));
+            return Err(invalid(&f("kty"), "`RSA` needs the filter built with cargo feature `rs256`"));
         }
         #[cfg(not(feature = "es256"))]
         "EC" => {
-            return Err(ConfigError::field(&f("kty"), "`EC` needs the filter built with cargo feature `es256`"));
+            return Err(invalid(&f("kty"), "`EC` needs the filter built with cargo feature `es256`"));
         }
         other => {
-            return Err(ConfigError::field(&f("kty"), &format!("`{other}` is not supported (use oct, RSA or EC)")));
+            return Err(invalid(&f("kty"), format!("`{other}` is not supported (use oct, RSA or EC)")));
         }
     };
     if let Some(name) = &jwk.alg {
         if Alg::from_name(name) != Some(alg) {
-            return Err(ConfigError::field(
+            return Err(invalid(
                 &f("alg"),
-                &format!("`{name}` does not match kty `{}` (oct: HS256, RSA: RS256, EC: ES256)", jwk.kty),
+                format!("`{name}` does not match kty `{}` (oct: HS256, RSA: RS256, EC: ES256)", jwk.kty),
             ));
         }
     }
@@ -211,7 +212,7 @@ impl Validator {
         for (i, jwk) in config.jwks.keys.iter().enumerate() {
             let key = build_key(&format!("jwt.jwks.keys[{i}]"), jwk)?;
             if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
-                return Err(ConfigError::field(&format!("jwt.jwks.keys[{i}].kid"), "is used by another key"));
+                return Err(invalid(&format!("jwt.jwks.keys[{i}].kid"), "is used by another key"));
             }
             keys.push(key);
         }
@@ -462,7 +463,7 @@ pub(crate) mod tests {
         let config = AuthConfig::parse(raw.as_bytes()).unwrap();
         match Validator::new(config.jwt.as_ref().unwrap()) {
             Ok(_) => String::new(),
-            Err(e) => e.0,
+            Err(e) => e.message().to_owned(),
         }
     }
 

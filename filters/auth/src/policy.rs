@@ -1,10 +1,11 @@
 //! The whole decision for one request, in plain Rust: normalise the path, find the rule, check the credential,
 //! and say what to forward or how to refuse. `lib.rs` only moves data between this and the proxy.
 use crate::apikey::{self, Decision};
-use crate::config::{AuthConfig, ConfigError, Require};
+use crate::config::{AuthConfig, Require};
 use crate::jwt::{self, JwtError, Validator};
 use crate::path::{self, PathError};
 use crate::rules;
+use wasmfilter_common::ConfigError;
 
 pub struct Policy {
     pub config: AuthConfig,

@@ -1,5 +1,9 @@
 //! Plugin configuration: the JSON Envoy passes in `configuration`, parsed strictly.
 use serde::Deserialize;
+use wasmfilter_common::{ConfigError, check_header_name};
+
+/// The filter's name, which starts every configuration error.
+const FILTER: &str = "blank";
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,37 +24,19 @@ fn default_value() -> String {
     "hello".to_owned()
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl BlankConfig {
     /// Parses and validates; the error names the offending field. An empty configuration means the defaults.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let raw = if raw.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { raw };
-        let config: BlankConfig =
-            serde_json::from_slice(raw).map_err(|e| ConfigError(format!("invalid blank configuration: {e}")))?;
+        let config: BlankConfig = serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let token = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if self.header.is_empty() || !self.header.bytes().all(token) {
-            return Err(ConfigError(format!(
-                "invalid blank configuration: field `header` must be a lower-case header name, got `{}`",
-                self.header
-            )));
-        }
+        check_header_name(FILTER, "header", &self.header)?;
         if self.value.bytes().any(|b| b.is_ascii_control()) {
-            return Err(ConfigError(
-                "invalid blank configuration: field `value` must not contain control characters".into(),
-            ));
+            return Err(ConfigError::field(FILTER, "value", "must not contain control characters"));
         }
         Ok(())
     }
@@ -77,21 +63,24 @@ mod tests {
     #[test]
     fn rejects_unknown_field_by_name() {
         let err = BlankConfig::parse(br#"{"headr": "x"}"#).unwrap_err();
-        assert!(err.0.contains("unknown field `headr`"), "{err}");
+        assert!(err.message().contains("unknown field `headr`"), "{err}");
     }
 
     #[test]
     fn rejects_bad_header_name() {
-        for bad in ["", "X-Upper", "has space", "colon:"] {
+        for bad in ["", "X-Upper", "has space", "colon:", ":status", "x-é"] {
             let raw = format!(r#"{{"header": "{bad}"}}"#);
             let err = BlankConfig::parse(raw.as_bytes()).unwrap_err();
-            assert!(err.0.contains("field `header`"), "{bad}: {err}");
+            assert_eq!(
+                err.message(),
+                format!("invalid blank configuration: field `header` must be a lower-case header name, got `{bad}`")
+            );
         }
     }
 
     #[test]
     fn rejects_control_characters_in_value() {
         let err = BlankConfig::parse(br#"{"value": "a\r\nset-cookie: x"}"#).unwrap_err();
-        assert!(err.0.contains("field `value`"), "{err}");
+        assert_eq!(err.message(), "invalid blank configuration: field `value` must not contain control characters");
     }
 }

@@ -1,10 +1,15 @@
-//! What the wasmfilter filters share: the `log_level` configuration setting, counters, the test-panic trigger.
+//! What the wasmfilter filters share: the configuration error type and header-name rule, the `log_level`
+//! configuration setting, counters, the test-panic trigger.
 //!
 //! A plain rlib that each filter crate depends on by path; `wasmfilter new` vendors it into every generated project
 //! as `common/`, so it must stay standalone (no workspace inheritance in its Cargo.toml).
+pub mod config_error;
+pub mod header_name;
 pub mod log_level;
 pub mod metrics;
 
+pub use config_error::ConfigError;
+pub use header_name::{check_header_name, is_header_name};
 pub use log_level::LogLevel;
 
 /// `on_configure`'s error path: a configuration that does not parse (or build) is logged as one error line (Envoy

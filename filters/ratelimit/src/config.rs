@@ -1,8 +1,14 @@
 //! Plugin configuration: the JSON Envoy passes in `configuration`, read with serde into typed structs (unknown
 //! fields are errors) and then validated. Every error names the offending field by its full path, e.g.
 //! `field `rules[0].rate` must be ...` (serde_path_to_error tracks the path through the derived deserializers).
+use std::fmt::Display;
+
 use crate::bucket::Bucket;
 use serde::Deserialize;
+use wasmfilter_common::{ConfigError, check_header_name};
+
+/// The filter's name, which starts every configuration error.
+const FILTER: &str = "ratelimit";
 
 /// Upper bound on `rate` (per unit); keeps the emission interval at least 1 ns for `second`.
 pub const MAX_RATE: u32 = 1_000_000;
@@ -215,18 +221,9 @@ pub enum ExhaustedPolicy {
 /// `log_level`: lower-case names, `info` when absent (shared by every filter).
 pub use wasmfilter_common::LogLevel;
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A validation error naming the field.
-fn invalid(field: &str, why: &str) -> String {
-    format!("field `{field}` {why}")
+/// A validation error: ``invalid ratelimit configuration: field `FIELD` WHY``.
+fn invalid(field: &str, why: impl Display) -> ConfigError {
+    ConfigError::field(FILTER, field, why)
 }
 
 /// A serde error as one line naming the field: `field `rules[0].unit`: unknown variant `week`, ...`.
@@ -253,7 +250,7 @@ impl Rule {
         Bucket::new(self.rate, self.unit.nanos(), self.burst())
     }
 
-    fn validate(&self, at: &str, is_default: bool) -> Result<(), String> {
+    fn validate(&self, at: &str, is_default: bool) -> Result<(), ConfigError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 40
             && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
@@ -261,7 +258,7 @@ impl Rule {
             return Err(invalid(&format!("{at}.name"), "must be 1-40 characters of a-z, 0-9, _ or -"));
         }
         if self.rate == 0 || self.rate > MAX_RATE {
-            return Err(invalid(&format!("{at}.rate"), &format!("must be between 1 and {MAX_RATE}")));
+            return Err(invalid(&format!("{at}.rate"), format!("must be between 1 and {MAX_RATE}")));
         }
         if self.burst() == 0 {
             return Err(invalid(&format!("{at}.burst"), "must be at least 1"));
@@ -274,7 +271,7 @@ impl Rule {
         }
         for (i, part) in self.key.iter().enumerate() {
             if let KeyPart::Header { name } = part {
-                check_header_name(&format!("{at}.key[{i}].name"), name)?;
+                check_header_name(FILTER, &format!("{at}.key[{i}].name"), name)?;
             }
         }
         if let Some(m) = &self.matcher {
@@ -289,32 +286,20 @@ impl Rule {
                 }
             }
             for (i, h) in m.headers.iter().enumerate() {
-                check_header_name(&format!("{at}.match.headers[{i}].name"), &h.name)?;
+                check_header_name(FILTER, &format!("{at}.match.headers[{i}].name"), &h.name)?;
             }
         }
         Ok(())
     }
 }
 
-fn check_header_name(field: &str, value: &str) -> Result<(), String> {
-    let bad = value.is_empty()
-        || value.bytes().any(|b| b.is_ascii_uppercase() || b == b':' || b.is_ascii_whitespace() || !b.is_ascii());
-    if bad {
-        return Err(invalid(field, &format!("must be a lower-case header name, got `{value}`")));
-    }
-    Ok(())
-}
-
 impl RateLimitConfig {
     /// Parses and validates; the error names the offending field.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
-        Self::read(raw).map_err(|e| ConfigError(format!("invalid ratelimit configuration: {e}")))
-    }
-
-    fn read(raw: &[u8]) -> Result<Self, String> {
         let mut de = serde_json::Deserializer::from_slice(raw);
-        let config: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| describe(&e))?;
-        de.end().map_err(|e| format!("invalid JSON: {e}"))?;
+        let config: Self =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::parse(FILTER, describe(&e)))?;
+        de.end().map_err(|e| ConfigError::parse(FILTER, format_args!("invalid JSON: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -324,7 +309,7 @@ impl RateLimitConfig {
         self.rules.iter().chain(self.default_rule.iter())
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         for (i, rule) in self.rules.iter().enumerate() {
             rule.validate(&format!("rules[{i}]"), false)?;
         }
@@ -336,7 +321,7 @@ impl RateLimitConfig {
         }
         for (i, rule) in self.all_rules().enumerate() {
             if self.all_rules().take(i).any(|r| r.name == rule.name) {
-                return Err(invalid("rules", &format!("has two rules named `{}`", rule.name)));
+                return Err(invalid("rules", format!("has two rules named `{}`", rule.name)));
             }
         }
         let domain_ok = !self.domain.is_empty()
@@ -346,7 +331,7 @@ impl RateLimitConfig {
             return Err(invalid("domain", "must be 1-64 characters of A-Z, a-z, 0-9, _ or -"));
         }
         if self.max_keys == 0 || self.max_keys > MAX_KEYS {
-            return Err(invalid("max_keys", &format!("must be between 1 and {MAX_KEYS}")));
+            return Err(invalid("max_keys", format!("must be between 1 and {MAX_KEYS}")));
         }
         if self.idle_timeout_ms == 0 {
             return Err(invalid("idle_timeout_ms", "must be at least 1"));
@@ -360,7 +345,7 @@ impl RateLimitConfig {
         if self.max_cas_retries == 0 {
             return Err(invalid("max_cas_retries", "must be at least 1"));
         }
-        check_header_name("shadow_header", &self.shadow_header)
+        check_header_name(FILTER, "shadow_header", &self.shadow_header)
     }
 }
 
@@ -369,7 +354,7 @@ mod tests {
     use super::*;
 
     fn err(raw: &str) -> String {
-        RateLimitConfig::parse(raw.as_bytes()).unwrap_err().0
+        RateLimitConfig::parse(raw.as_bytes()).unwrap_err().message().to_owned()
     }
 
     #[test]
@@ -466,6 +451,25 @@ mod tests {
         let e = err(r#"{"rules": [{"name": "a", "rate": 1, "match": {"path_prefix": "x"}}]}"#);
         assert!(e.contains("rules[0].match.path_prefix"), "{e}");
         assert!(err(r#"{"rules": [{"name": "a", "rate": 2000000}]}"#).contains("rules[0].rate"));
+    }
+
+    #[test]
+    fn header_names_are_lower_case_tokens() {
+        let key = |name: &str| {
+            format!(r#"{{"rules": [{{"name": "a", "rate": 1, "key": [{{"source": "header", "name": "{name}"}}]}}]}}"#)
+        };
+        for bad in ["", "X-User", "x user", ":authority", "x/y", "x@y", "x(y)", "x\\ty", "x-é"] {
+            let e = err(&key(bad));
+            assert!(e.contains("field `rules[0].key[0].name` must be a lower-case header name"), "{bad}: {e}");
+        }
+        assert!(RateLimitConfig::parse(key("x-user_id.v1~!").as_bytes()).is_ok());
+        let e = err(r#"{"default_rule": {"name": "a", "rate": 1}, "shadow_header": "X-Shadow"}"#);
+        assert_eq!(
+            e,
+            "invalid ratelimit configuration: field `shadow_header` must be a lower-case header name, got `X-Shadow`"
+        );
+        let e = err(r#"{"rules": [{"name": "a", "rate": 1, "match": {"headers": [{"name": "x;y"}]}}]}"#);
+        assert!(e.contains("field `rules[0].match.headers[0].name`"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Plugin configuration: the JSON Envoy passes in `configuration`, parsed strictly and validated.
 //! Regexes are compiled later, by `router::Router::build`, which reports a bad one by its field path.
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
 
 use serde::Deserialize;
+use wasmfilter_common::{ConfigError, check_header_name};
+
+/// The filter's name, which starts every configuration error.
+const FILTER: &str = "routing";
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,23 +132,9 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-pub(crate) fn invalid(field: &str, problem: impl std::fmt::Display) -> ConfigError {
-    ConfigError(format!("invalid routing configuration: field `{field}` {problem}"))
-}
-
-/// A header name we may match on or set: lower case, no pseudo-header, no separators.
-fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+/// A validation error: ``invalid routing configuration: field `FIELD` PROBLEM``.
+pub(crate) fn invalid(field: &str, problem: impl Display) -> ConfigError {
+    ConfigError::field(FILTER, field, problem)
 }
 
 fn is_rule_name(name: &str) -> bool {
@@ -165,16 +156,13 @@ fn is_header_value(value: &str) -> bool {
 impl RoutingConfig {
     /// Parses and validates; the error names the offending field.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
-        let config: RoutingConfig =
-            serde_json::from_slice(raw).map_err(|e| ConfigError(format!("invalid routing configuration: {e}")))?;
+        let config: RoutingConfig = serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if !is_header_name(&self.cluster_header) {
-            return Err(invalid("cluster_header", format!("must be a lower-case header name, got `{}`", self.cluster_header)));
-        }
+        check_header_name(FILTER, "cluster_header", &self.cluster_header)?;
         for (i, cluster) in self.clusters.iter().enumerate() {
             if !is_cluster_name(cluster) {
                 return Err(invalid(&format!("clusters[{i}]"), format!("is not a valid cluster name: `{cluster}`")));
@@ -233,9 +221,7 @@ impl RoutingConfig {
         }
         for (name, value) in &rule.set_headers {
             let field = format!("{at}.set_headers.{name}");
-            if !is_header_name(name) {
-                return Err(invalid(&field, "is not a lower-case header name"));
-            }
+            check_header_name(FILTER, &field, name)?;
             if *name == self.cluster_header {
                 return Err(invalid(&field, "sets the cluster header: use `cluster` or `split`"));
             }
@@ -251,9 +237,7 @@ impl RoutingConfig {
             return Err(invalid(at, "may have `hash_header` or `hash_cookie`, not both"));
         }
         if let Some(header) = &split.hash_header {
-            if !is_header_name(header) {
-                return Err(invalid(&format!("{at}.hash_header"), format!("must be a lower-case header name, got `{header}`")));
-            }
+            check_header_name(FILTER, &format!("{at}.hash_header"), header)?;
         }
         if let Some(cookie) = &split.hash_cookie {
             if cookie.is_empty() {
@@ -289,10 +273,10 @@ impl RoutingConfig {
 }
 
 fn validate_value_match(at: &str, kind: &str, vm: &ValueMatchConfig) -> Result<(), ConfigError> {
-    let name_ok = if kind == "headers" { is_header_name(&vm.name) } else { !vm.name.is_empty() };
-    if !name_ok {
-        let what = if kind == "headers" { "a lower-case header name" } else { "a non-empty name" };
-        return Err(invalid(&format!("{at}.name"), format!("must be {what}, got `{}`", vm.name)));
+    if kind == "headers" {
+        check_header_name(FILTER, &format!("{at}.name"), &vm.name)?;
+    } else if vm.name.is_empty() {
+        return Err(invalid(&format!("{at}.name"), "must be a non-empty name, got ``"));
     }
     let set = [vm.exact.is_some(), vm.prefix.is_some(), vm.regex.is_some(), vm.present.is_some()];
     if set.iter().filter(|s| **s).count() != 1 {
@@ -310,7 +294,7 @@ mod tests {
     }
 
     fn err(json: &str) -> String {
-        parse(json).unwrap_err().0
+        parse(json).unwrap_err().message().to_owned()
     }
 
     #[test]
@@ -380,6 +364,18 @@ mod tests {
         let e = err(r#"{"rules": [{"name": "a", "cluster": "x", "match": {"headers": [{"name": "X-Beta", "present": true}]}}]}"#);
         assert!(e.contains("field `rules[0].match.headers[0].name`"), "{e}");
         assert!(err(r#"{"cluster_header": ":authority"}"#).contains("field `cluster_header`"));
+        let e = err(r#"{"rules": [{"name": "a", "cluster": "x", "set_headers": {"X-Route": "v2"}}]}"#);
+        assert_eq!(
+            e,
+            "invalid routing configuration: field `rules[0].set_headers.X-Route` must be a lower-case header name, \
+             got `X-Route`"
+        );
+        let e = err(r#"{"rules": [{"name": "s", "split": {"hash_header": "x user", "targets": [{"cluster": "a", "weight": 100}]}}]}"#);
+        assert!(e.contains("field `rules[0].split.hash_header` must be a lower-case header name, got `x user`"), "{e}");
+        // The one rule: every RFC 9110 token character, in lower case.
+        assert!(parse(r#"{"cluster_header": "x-cluster~v1", "rules": [{"name": "a", "cluster": "x", "set_headers": {"x-a!b": "1"}}]}"#).is_ok());
+        let e = err(r#"{"rules": [{"name": "a", "cluster": "x", "match": {"cookies": [{"name": "", "present": true}]}}]}"#);
+        assert!(e.contains("field `rules[0].match.cookies[0].name` must be a non-empty name"), "{e}");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! WHOLE value (as Envoy's `safe_regex` does), not just a part of it.
 use regex_lite::{Regex, RegexBuilder};
 
-use crate::config::{ConfigError, MatchConfig, ValueMatchConfig, invalid};
+use crate::config::{MatchConfig, ValueMatchConfig, invalid};
 use crate::request::RequestView;
+use wasmfilter_common::ConfigError;
 
 /// Compiled programs above this size are refused; keeps a hostile or careless pattern from eating memory.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
@@ -165,9 +166,9 @@ mod tests {
     #[test]
     fn bad_regex_names_the_field() {
         let e = ValueTest::compile("rules[0].match.headers[1]", &vm(r#"{"name": "a", "regex": "v[0-9"}"#)).unwrap_err();
-        assert!(e.0.contains("field `rules[0].match.headers[1].regex` is not a valid regex `v[0-9`"), "{e}");
+        assert!(e.message().contains("field `rules[0].match.headers[1].regex` is not a valid regex `v[0-9`"), "{e}");
         let e = Conditions::compile("rules[2].match", &serde_json::from_str(r#"{"path_regex": "(/a"}"#).unwrap()).unwrap_err();
-        assert!(e.0.contains("field `rules[2].match.path_regex`"), "{e}");
+        assert!(e.message().contains("field `rules[2].match.path_regex`"), "{e}");
     }
 
     #[test]

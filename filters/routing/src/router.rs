@@ -1,10 +1,11 @@
 //! The routing decision: first matching rule → cluster (fixed or split), path rewrite, headers to set.
 use std::cell::Cell;
 
-use crate::config::{ConfigError, NoKeyPolicy, RoutingConfig, SplitConfig};
+use crate::config::{NoKeyPolicy, RoutingConfig, SplitConfig, invalid};
 use crate::matcher::Conditions;
 use crate::request::RequestView;
 use crate::split::{XorShift, bucket_of_key, bucket_of_ticket, pick};
+use wasmfilter_common::ConfigError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SplitKey {
@@ -113,9 +114,7 @@ impl Router {
                 (_, Some(split)) => Destination::Split(Split::build(split)),
                 (Some(cluster), None) => Destination::Cluster(cluster.clone()),
                 (None, None) => {
-                    return Err(ConfigError(format!(
-                        "invalid routing configuration: field `rules[{i}]` needs exactly one of `cluster` and `split`"
-                    )));
+                    return Err(invalid(&format!("rules[{i}]"), "needs exactly one of `cluster` and `split`"));
                 }
             };
             let prefix_rewrite = match (&rule.matches.path_prefix, &rule.prefix_rewrite) {
