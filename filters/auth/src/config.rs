@@ -15,7 +15,6 @@ pub struct AuthConfig {
     #[serde(default = "default_key_header")]
     pub key_header: String,
     /// Query parameter that may carry the API key instead of the header (unset: header only).
-    #[serde(default)]
     pub key_query_param: Option<String>,
     /// SHA-256 digest of each accepted key (lower-case hex) → the identity forwarded upstream.
     #[serde(default)]
@@ -24,7 +23,6 @@ pub struct AuthConfig {
     #[serde(default = "default_identity_header")]
     pub identity_header: String,
     /// JWT bearer tokens (unset: API keys only).
-    #[serde(default)]
     pub jwt: Option<JwtConfig>,
     /// Access rules by path prefix and method; the first matching rule decides.
     #[serde(default)]
@@ -43,7 +41,6 @@ pub struct JwtConfig {
     #[serde(default = "default_jwt_header")]
     pub header: String,
     /// Required `iss` claim (unset: not checked).
-    #[serde(default)]
     pub issuer: Option<String>,
     /// The `aud` claim must contain one of these (empty: not checked).
     #[serde(default)]
@@ -75,31 +72,21 @@ pub struct JwksConfig {
 #[serde(deny_unknown_fields)]
 pub struct JwkConfig {
     pub kty: String,
-    #[serde(default)]
     pub kid: Option<String>,
-    #[serde(default)]
     pub alg: Option<String>,
     #[serde(default, rename = "use")]
     pub use_: Option<String>,
-    #[serde(default)]
     pub key_ops: Option<Vec<String>>,
     /// oct: the shared secret (base64url).
-    #[serde(default)]
     pub k: Option<String>,
     /// RSA: modulus and exponent (base64url, big-endian).
-    #[serde(default)]
     pub n: Option<String>,
-    #[serde(default)]
     pub e: Option<String>,
     /// EC: curve and affine coordinates.
-    #[serde(default)]
     pub crv: Option<String>,
-    #[serde(default)]
     pub x: Option<String>,
-    #[serde(default)]
     pub y: Option<String>,
     /// Private exponent / scalar: accepted by the parser only to refuse it with a clear message.
-    #[serde(default)]
     pub d: Option<String>,
 }
 

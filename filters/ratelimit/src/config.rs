@@ -25,7 +25,6 @@ pub struct RateLimitConfig {
     #[serde(default)]
     pub rules: Vec<Rule>,
     /// Applies when no rule matched (it must not have a `match`). Without it such requests are not limited.
-    #[serde(default)]
     pub default_rule: Option<Rule>,
     /// Cap on tracked keys across all rules and workers.
     #[serde(default = "default_max_keys")]
@@ -97,17 +96,14 @@ pub struct Rule {
     #[serde(default)]
     pub unit: Unit,
     /// Bucket capacity: how many requests may pass back to back. Defaults to `rate`.
-    #[serde(default)]
     pub burst: Option<u32>,
     /// Overrides the top-level `shadow_mode` for this rule.
-    #[serde(default)]
     pub shadow: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
-    #[serde(default)]
     pub path_prefix: Option<String>,
     /// Any of these methods (upper case).
     #[serde(default)]
@@ -121,7 +117,6 @@ pub struct Match {
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     pub name: String,
-    #[serde(default)]
     pub value: Option<String>,
 }
 

@@ -21,7 +21,6 @@ pub struct RoutingConfig {
     pub clusters: Vec<String>,
     /// Cluster for requests no rule matches. Unset: the cluster header stays absent and the route
     /// table's default route applies.
-    #[serde(default)]
     pub default_cluster: Option<String>,
     /// Tried in order; the first rule whose every condition holds decides.
     #[serde(default)]
@@ -41,13 +40,10 @@ pub struct RuleConfig {
     #[serde(default, rename = "match")]
     pub matches: MatchConfig,
     /// Send matching requests to this cluster. Exactly one of `cluster` and `split`.
-    #[serde(default)]
     pub cluster: Option<String>,
     /// Split matching requests between clusters by weight.
-    #[serde(default)]
     pub split: Option<SplitConfig>,
     /// Replace the matched `match.path_prefix` with this value (the query string is kept).
-    #[serde(default)]
     pub prefix_rewrite: Option<String>,
     /// Request headers set (replaced) on matching requests.
     #[serde(default)]
@@ -58,10 +54,8 @@ pub struct RuleConfig {
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// The path (without query string) starts with this string.
-    #[serde(default)]
     pub path_prefix: Option<String>,
     /// The whole path (without query string) matches this regex.
-    #[serde(default)]
     pub path_regex: Option<String>,
     #[serde(default)]
     pub headers: Vec<ValueMatchConfig>,
@@ -77,14 +71,10 @@ pub struct MatchConfig {
 #[serde(deny_unknown_fields)]
 pub struct ValueMatchConfig {
     pub name: String,
-    #[serde(default)]
     pub exact: Option<String>,
-    #[serde(default)]
     pub prefix: Option<String>,
-    #[serde(default)]
     pub regex: Option<String>,
     /// true: the value must be there (any value); false: it must be absent.
-    #[serde(default)]
     pub present: Option<bool>,
 }
 
@@ -92,10 +82,8 @@ pub struct ValueMatchConfig {
 #[serde(deny_unknown_fields)]
 pub struct SplitConfig {
     /// Header whose value keeps a user on one side of the split. At most one of `hash_header`, `hash_cookie`.
-    #[serde(default)]
     pub hash_header: Option<String>,
     /// Cookie whose value keeps a user on one side of the split.
-    #[serde(default)]
     pub hash_cookie: Option<String>,
     /// Weights are integers summing to 100.
     pub targets: Vec<TargetConfig>,
