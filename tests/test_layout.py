@@ -126,3 +126,13 @@ def test_settings_are_read_from_the_environment_given():
     assert s.cache_dir == Path("/x/wasmfilter") and ("WASMFILTER_AUTH_PORT", "1") in s.compose_env
     empty = Settings.from_env({"HOME": "/h"})
     assert empty.envoy_image is None and empty.backends == ("process",) and not empty.keep_workdir
+
+
+def test_cli_start_up_loads_no_heavy_library():
+    # Start-up cost is measured in docs/benchmarks.md; this keeps the reason it is low: each command imports what it
+    # needs when it runs, so `wasmfilter --help` never loads wasmtime, docker, pydantic, jinja2, requests or yaml.
+    code = ("import sys, wasmfilter.cli; print(','.join(m for m in ('wasmtime', 'docker', 'pydantic', 'jinja2', "
+            "'requests', 'yaml', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"`import wasmfilter.cli` loads {out.stdout.strip()}"

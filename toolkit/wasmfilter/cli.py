@@ -1,4 +1,5 @@
-"""The `wasmfilter` command: thin wrappers over the library; errors become one line and exit 1."""
+"""The `wasmfilter` command: thin wrappers over the library; errors become one line and exit 1. Each command imports
+what it needs when it runs, so start-up (and `--help`) pays for typer and rich only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import typer
 from rich.table import Table
 
 from wasmfilter import console
-from wasmfilter.build import abi, toolchain
 from wasmfilter.console import err, out
 from wasmfilter.errors import ScenarioFailed, WasmfilterError
 
@@ -33,6 +33,8 @@ def _announce(line: str) -> None:
 @app.command()
 def doctor() -> None:
     """What is found and what is missing, with the command that fixes each missing item."""
+    from wasmfilter.build import toolchain
+
     checks = toolchain.doctor()
     table = Table("item", "status", "found", "fix")
     for c in checks:
@@ -64,6 +66,8 @@ def check(wasm: Path = typer.Argument(..., help="The .wasm module to lint."),
           strict: bool = typer.Option(False, "--strict", help="Fail on warnings too (calls that fail at run time).")
           ) -> None:
     """ABI lint: would Envoy's proxy-wasm host load this module? Says why not, in a sentence."""
+    from wasmfilter.build import abi
+
     report = abi.check(wasm, strict=strict)
     for warning in report.warnings:
         err.print(f"warning: {wasm} {warning}")
