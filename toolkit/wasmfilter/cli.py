@@ -318,6 +318,7 @@ def istio(path: Optional[Path] = PathArg,
           force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
     """An Istio WasmPlugin + Envoy Gateway EnvoyExtensionPolicy for the filter's image (validated)."""
     from wasmfilter.errors import UsageError
+    from wasmfilter.files import refuse_existing, write_new
     from wasmfilter.ship import istio as istio_mod
 
     if check is not None:
@@ -328,6 +329,8 @@ def istio(path: Optional[Path] = PathArg,
         return
     if not image:
         raise UsageError("--image is required", fix="pass the reference you pushed, e.g. --image reg/filters/auth:v1")
+    if output is not None:
+        refuse_existing(output, force=force)  # before any registry call: nothing is overwritten
     text = istio_mod.generate(path, image=image, sha256=sha256, resolve=resolve, variant=variant, wasm=wasm,
                               insecure=insecure, username=username, password=password, docker_config=docker_config,
                               namespace=namespace, selector=selector, gateway=gateway, phase=phase,
@@ -336,9 +339,7 @@ def istio(path: Optional[Path] = PathArg,
     if output is None:
         sys.stdout.write(text)
         return
-    if output.exists() and not force:
-        raise UsageError(f"'{output}' already exists", fix="pass --force to overwrite it")
-    output.write_text(text)
+    write_new(output, text, force=force)
     out.print(f"wrote {output}")
 
 

@@ -24,6 +24,3 @@ def progress(title: str) -> Iterator[Callable[[str], None]]:
         print(title, flush=True)
         yield lambda step: print(f"  {step}", flush=True)
 
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()

@@ -143,7 +143,7 @@ class EnvoyContainer(protocol.EnvoyBase):
             port = self._published(container, ADMIN_PORT)
             return Admin("127.0.0.1", port) if port is not None else None
 
-        self._admin = protocol.wait_ready(what="the Envoy container", timeout=self.ready_timeout, exited=exited,
+        self._admin, _ = protocol.wait_ready(what="the Envoy container", timeout=self.ready_timeout, exited=exited,
                                           admin=admin, logs=lambda: logs_of(container), interval=0.01,
                                           log_source="from the container")
         self.listener_port = self._published(container, LISTENER_PORT)

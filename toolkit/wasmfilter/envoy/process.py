@@ -63,10 +63,9 @@ class EnvoyProcess(protocol.EnvoyBase):
             return Admin(host, int(port))
 
         try:
-            self._admin = protocol.wait_ready(
+            self._admin, self.listener_port = protocol.wait_ready(
                 what="Envoy", timeout=self.ready_timeout, admin=admin_address, logs=self.logs,
                 exited=lambda: None if proc.poll() is None else f"code {proc.returncode}")
-            self.listener_port = self._admin.listener_ports()[protocol.LISTENER]
         except BaseException:
             self.stop()
             raise

@@ -144,8 +144,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 
 def wait_ready(*, what: str, timeout: float, exited: Callable[[], str | None], admin: Callable[[], Admin | None],
-               logs: Callable[[], str], interval: float = 0.005, log_source: str = "") -> Admin:
-    """Wait until Envoy's admin answers /ready with LIVE and the listener exists; return the admin API.
+               logs: Callable[[], str], interval: float = 0.005, log_source: str = "") -> tuple[Admin, int]:
+    """Wait until Envoy's admin answers /ready with LIVE and the listener exists; return the admin API and the
+    port the listener is bound to (inside its network namespace).
 
     WHAT names it in errors ("Envoy", "the Envoy container"); EXITED says how it ended ("code 1") once it has;
     ADMIN gives its admin API once its address is known; LOGS reads its log, whose tail every error carries."""
@@ -172,9 +173,10 @@ def wait_ready(*, what: str, timeout: float, exited: Callable[[], str | None], a
         raise start_error(f"{what} exited during start-up ({ended[0]}): {envoy_reason(text)}", fix, text)
     if not found or not found[0].is_ready():
         raise start_error(f"{what} was not ready within {timeout:.0f}s", fix, logs())
-    if LISTENER not in found[0].listener_ports():
+    ports = found[0].listener_ports()
+    if LISTENER not in ports:
         raise start_error(f"Envoy started without the '{LISTENER}' listener", "check the config", logs())
-    return found[0]
+    return found[0], ports[LISTENER]
 
 
 def start_error(problem: str, fix: str, logs: str) -> EnvoyStartError:

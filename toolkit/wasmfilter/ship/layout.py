@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from wasmfilter.errors import UsageError
+from wasmfilter.files import refuse_existing
 from wasmfilter.ship.image import OCI_INDEX, REF_NAME_ANNOTATION, Image, canonical_json, descriptor, tar_bytes, verified
 from wasmfilter.ship.reference import TAG_PATTERN
 
@@ -18,11 +19,9 @@ def write_layout(image: Image, dest: Path, *, tag: str = "latest", force: bool =
     """Write IMAGE as an OCI image layout: a directory, or a tarball of one when DEST ends in .tar."""
     dest = Path(dest)
     is_tar = dest.suffix == ".tar"
-    if dest.exists():
-        if not force:
-            raise UsageError(f"'{dest}' already exists", fix="pass --force to overwrite it, or choose another -o")
-        if is_tar and dest.is_dir():
-            raise UsageError(f"'{dest}' is a directory", fix="choose another -o")
+    refuse_existing(dest, force=force)
+    if is_tar and dest.is_dir():
+        raise UsageError(f"'{dest}' is a directory", fix="choose another -o")
     files = _layout_files(image, tag)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if is_tar:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wasmfilter.errors import UsageError
+from wasmfilter.files import refuse_existing
 from wasmfilter.ship.image import WASM_MAGIC, Image, build_image
 from wasmfilter.ship.layout import write_layout
 
@@ -58,8 +59,8 @@ def package(path: str | Path | None = None, *, output: Path | None = None, varia
             progress: Progress | None = None) -> PackageResult:
     """`wasmfilter package`: the built filter as an OCI image layout directory, or a .tar of one."""
     start = time.perf_counter()
-    if output is not None and Path(output).exists() and not force:  # before any build: nothing is overwritten
-        raise UsageError(f"'{output}' already exists", fix="pass --force to overwrite it, or choose another -o")
+    if output is not None:
+        refuse_existing(output, force=force)  # before any build: nothing is overwritten
     image, wasm_path = image_for_filter(path, variant=variant, wasm=wasm, progress=progress)
     written = write_layout(image, output, tag=tag, force=force) if output is not None else None
     return PackageResult(image=image, output=written, wasm=wasm_path,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter.errors import RegistryError, UsageError
+from wasmfilter.files import refuse_existing
 from wasmfilter.ship.client import RegistryClient
 from wasmfilter.ship.credentials import credentials_for
 from wasmfilter.ship.image import DOCKER_LIST, OCI_INDEX, Image, extract_wasm, sha256_digest, verified
@@ -106,8 +107,8 @@ def pull(reference: str, *, output: Path | None = None, insecure: bool = False, 
     """`wasmfilter pull`: fetch the image as Istio's image fetcher does and write its plugin.wasm to OUTPUT.
     Every blob and the manifest are checked against their digests; EXPECT_DIGEST pins the manifest."""
     ref = parse_reference(reference)
-    if output is not None and Path(output).exists() and not force:
-        raise UsageError(f"'{output}' already exists", fix="pass --force to overwrite it, or choose another -o")
+    if output is not None:
+        refuse_existing(output, force=force)
     start = time.perf_counter()
     with client_for(ref, insecure=insecure, username=username, password=password,
                     docker_config=docker_config) as client:
