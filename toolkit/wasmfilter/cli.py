@@ -84,6 +84,8 @@ def config(path: Optional[Path] = PathArg,
            upstream: str = typer.Option("127.0.0.1:8000", "--upstream", help="HOST:PORT of the default upstream."),
            allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
            force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
+           xds: Optional[str] = typer.Option(None, "--xds", help="HOST:PORT of an ADS server: the filter arrives "
+                                             "over ECDS (docs/dev.md) instead of a local module."),
            no_validate: bool = typer.Option(False, "--no-validate", help="Skip `envoy --mode validate`.")) -> None:
     """Write an Envoy bootstrap with the filter (listener, HCM, wasm filter, router, upstream, admin);
     Envoy validates it first, so an invalid plugin configuration is refused with the filter's own reason."""
@@ -94,7 +96,7 @@ def config(path: Optional[Path] = PathArg,
     if output is not None:
         refuse_existing(output, force=force)
     text = bootstrap_for(path, wasm=wasm, port=port, admin_port=admin_port, upstream=upstream,
-                         allow_fail_open=allow_fail_open)
+                         allow_fail_open=allow_fail_open, xds=xds)
     if not no_validate:
         validate_text(text)
     if output is None:

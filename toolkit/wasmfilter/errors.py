@@ -80,3 +80,11 @@ class RegistryError(WasmfilterError):
 
 def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+class XdsError(WasmfilterError):
+    """The xDS server could not start, or Envoy did not answer a push."""
+
+
+class PushRejected(XdsError):
+    """Envoy NACKed a push: the message carries its `error_detail` on one line; the last good filter still serves."""

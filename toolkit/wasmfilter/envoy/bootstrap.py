@@ -54,6 +54,12 @@ class WasmFilter:
             wasm_path=self.wasm_path, plugin_config=self.plugin_config,
             failure_policy=self.failure_policy.value, reload_backoff_ms=self.reload_backoff_ms)
 
+    def ecds_fragment(self) -> str:
+        """The filter as a `config_discovery` stub (delivery="ecds"): Envoy asks the xDS server for the resource
+        named after the filter; until the first push a deny-all RBAC default answers (allow-all if it fails open)."""
+        return _env().get_template("wasm_filter_ecds.yaml.j2").render(
+            name=self.name, fail_open=self.failure_policy is FailurePolicy.FAIL_OPEN)
+
 
 @dataclass
 class Bootstrap:
@@ -66,12 +72,15 @@ class Bootstrap:
     # Rendered route items that replace the default route table when given (the bench answers with
     # direct_response routes after the filter chain, and its native routing variant matches headers there).
     routes: list[str] = field(default_factory=list)
+    # delivery="ecds": the ADS server Envoy connects to (dynamic_resources + a static HTTP/2 cluster to it).
+    xds_host: str = "127.0.0.1"
+    xds_port: int | None = None
 
     def render(self) -> str:
         text = _env().get_template("bootstrap.yaml.j2").render(
             upstreams=self.upstreams, http_filters=self.http_filters, listener_host=self.listener_host,
             listener_port=self.listener_port, admin_host=self.admin_host, admin_port=self.admin_port,
-            cluster_header=CLUSTER_HEADER, routes=self.routes)
+            cluster_header=CLUSTER_HEADER, routes=self.routes, xds_host=self.xds_host, xds_port=self.xds_port)
         yaml.safe_load(text)  # a template bug shows here, not as an Envoy parse error
         return text
 

@@ -36,6 +36,8 @@ class StackSpec:
     concurrency: int = 2
     listener_port: int = 0
     extra_http_filters: list[str] = field(default_factory=list)  # rendered fragments placed before the Wasm filter
+    # delivery="ecds" (harness/ecds.py): the Wasm filter is a config_discovery stub fed by the ADS server on this port.
+    xds_port: int | None = None
 
     def wasm_filter(self, wasm_path: str | None = None) -> WasmFilter:
         return WasmFilter.from_manifest(self.manifest, wasm_path or self.wasm_path, plugin_config=self.plugin_config,
@@ -96,9 +98,11 @@ def process_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions)
     closer = ExitStack()
     try:
         upstreams = [closer.enter_context(EchoUpstream(name)) for name in spec.manifest.upstreams]
+        wasm = spec.wasm_filter()
         bootstrap = Bootstrap(upstreams=[Upstream(u.name, u.host, u.port) for u in upstreams],
-                              http_filters=[*spec.extra_http_filters, spec.wasm_filter().fragment()],
-                              listener_port=spec.listener_port)
+                              http_filters=[*spec.extra_http_filters,
+                                            wasm.ecds_fragment() if spec.xds_port else wasm.fragment()],
+                              listener_port=spec.listener_port, xds_port=spec.xds_port)
         envoy = closer.enter_context(EnvoyProcess(bootstrap.render(), binary=binary, concurrency=spec.concurrency))
     except BaseException:
         closer.close()
