@@ -15,7 +15,8 @@ from typing import Any, Self
 from wasmfilter.envoy.binary import EnvoyBinary
 from wasmfilter.envoy.xds.resources import ModuleStore, WasmResource
 from wasmfilter.envoy.xds.server import Push, XdsServer
-from wasmfilter.harness.stack import Stack, StackSpec, start_stack
+from wasmfilter.errors import UsageError
+from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 
 _KEEP: Any = object()
 
@@ -24,7 +25,12 @@ class EcdsStack:
     """`with EcdsStack(spec) as live: live.push(config=...)`. SPEC's module and plugin config are the first push."""
 
     def __init__(self, spec: StackSpec, *, binary: EnvoyBinary | None = None, xds_port: int = 0,
-                 push_timeout: float = 60.0, initial_push: bool = True):
+                 push_timeout: float = 60.0, initial_push: bool = True, backend: str = "process",
+                 options: BackendOptions | None = None):
+        if backend != "process":
+            raise UsageError(f"ECDS delivery (push steps, dev, agent) runs on the process backend, not '{backend}'",
+                             fix="use --backend process for files with push steps")
+        self.options = options
         self.spec = spec
         self.binary = binary
         self.xds_port = xds_port
@@ -50,7 +56,8 @@ class EcdsStack:
             self._closer.callback(shutil.rmtree, workdir, True)
             self.modules = ModuleStore(workdir / "modules")
             self.stack = self._closer.enter_context(
-                start_stack(replace(self.spec, xds_port=self.xds.port), backend="process", binary=self.binary))
+                start_stack(replace(self.spec, xds_port=self.xds.port), backend="process", binary=self.binary,
+                            options=self.options))
             if self.initial_push:
                 self.push(wasm=self.spec.wasm_path, config=self.plugin_config)
         except BaseException:

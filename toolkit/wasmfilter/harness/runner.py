@@ -19,6 +19,7 @@ from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_sta
 from wasmfilter.manifest import Manifest, load_manifest
 
 Reporter = Callable[[CaseResult], None]
+NO_PUSH = "push steps need the filter delivered over ECDS (run_scenarios does that for files with push steps)"
 
 
 @dataclass
@@ -70,8 +71,9 @@ def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> 
 
 
 def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None = None,
-             only: str | None = None) -> list[CaseResult]:
-    """Run SFILE's cases in order against a started STACK."""
+             only: str | None = None, pusher: Callable[[scenario.Case], list[str]] | None = None
+             ) -> list[CaseResult]:
+    """Run SFILE's cases in order against a started STACK (PUSHER applies its push steps, harness/pushes.py)."""
     results = []
     client = Client(stack.url)
     try:
@@ -80,7 +82,10 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
                 continue
             start = time.perf_counter()
             try:
-                problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client)
+                if case.push is not None:
+                    problems, count = (pusher(case) if pusher else [NO_PUSH]), 0
+                else:
+                    problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client)
             except OSError as e:
                 problems, count = [f"request failed: {e}"], 0
                 client.close()
@@ -115,6 +120,10 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
     for sfile, wanted in zip(sfiles, features):
         wasm = builds.get(wanted).wasm
         try:
+            if sfile.has_pushes:
+                out.results += run_pushing_file(manifest, sfile, wasm, builds, binary=binary, backend=backend,
+                                                options=options, report=report)
+                continue
             with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary,
                              options=options) as stack:
                 out.results += run_file(stack, sfile, report)
@@ -128,6 +137,19 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
                     report(result)
     out.seconds = time.perf_counter() - started
     return out
+
+
+def run_pushing_file(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path, builds: BuildCache, *,
+                     binary: EnvoyBinary, backend: str = "process", options: BackendOptions | None = None,
+                     report: Reporter | None = None) -> list[CaseResult]:
+    """A file with push steps: its filter delivered over ECDS (harness/ecds.py) to one Envoy for the whole file."""
+    from wasmfilter.harness.ecds import EcdsStack
+    from wasmfilter.harness.pushes import Pusher
+
+    with EcdsStack(stack_spec(manifest, sfile, wasm), binary=binary, backend=backend, options=options) as live:
+        pusher = Pusher(live, sfile, lambda features: builds.get(features).wasm, manifest.test_features)
+        assert live.stack is not None
+        return run_file(live.stack, sfile, report, pusher=pusher.run)
 
 
 def write_junit(report: TestReport, path: str | Path, suite: str = "wasmfilter") -> None:

@@ -5,9 +5,9 @@ backend (harness/checks.py runs a case; harness/runner.py a file)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wasmfilter.errors import ScenarioError
 from wasmfilter.manifest import FailurePolicy
@@ -68,6 +68,19 @@ class Eventually(_Strict):
     interval_ms: int = Field(default=20, ge=1)
 
 
+class PushSpec(_Strict):
+    """A change of the running filter between cases, delivered over ECDS (docs/dev.md): a new plugin config
+    (`config`, or `config_patch` merged onto the current one) and/or a new module (`module`: a .wasm file relative to
+    the scenario file; `features`: the crate rebuilt with these cargo features). `expect: nack` proves a bad push is
+    rejected (its reason containing `error_contains`) and the last good filter keeps serving."""
+    config: Any = None
+    config_patch: dict[str, Any] | None = None
+    module: str | None = None
+    features: list[str] | None = None
+    expect: Literal["ack", "nack"] = "ack"
+    error_contains: str | None = None
+
+
 class Case(_Strict):
     name: str
     request: Request = Field(default_factory=Request)
@@ -76,6 +89,14 @@ class Case(_Strict):
     parallel: int = Field(default=1, ge=1)
     # Retry the case until it passes, for expectations that hold only after Envoy acts (e.g. a VM reload).
     eventually: Eventually | None = None
+    # A push step instead of a request: the filter changes here, for the cases after it (one Envoy per file).
+    push: PushSpec | None = None
+
+    @model_validator(mode="after")
+    def _push_alone(self) -> Case:
+        if self.push is not None and self.model_fields_set & {"request", "expect", "repeat", "parallel", "eventually"}:
+            raise ValueError("a push step has only a name and push:; put requests in the cases after it")
+        return self
 
 
 class ScenarioFile(_Strict):
@@ -90,6 +111,10 @@ class ScenarioFile(_Strict):
     cases: list[Case] = Field(min_length=1)
 
     path: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def has_pushes(self) -> bool:
+        return any(case.push is not None for case in self.cases)
 
     def plugin_config(self, manifest_config: Any) -> Any:
         if self.config is not None:
