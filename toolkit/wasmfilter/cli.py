@@ -116,18 +116,42 @@ def validate(file: Path = typer.Argument(..., help="An Envoy config file.")) -> 
     out.print(f"{file}: valid ({(time.perf_counter() - started) * 1000:.0f} ms)")
 
 
+Concurrency = typer.Option(2, "--concurrency", min=1, help="Envoy worker threads.")
+Sets = typer.Option([], "--set", help="Override one plugin config key: key=value (dotted keys nest; YAML values).")
+ConfigFile = typer.Option(None, "--config", help="Plugin config from this YAML/JSON file instead of filter.yaml's.")
+
+
 @app.command()
 def run(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
         port: int = typer.Option(0, "--port", help="Listener port (0: a free one)."),
         allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
-        envoy_image: Optional[str] = EnvoyImage) -> None:
+        envoy_image: Optional[str] = EnvoyImage, concurrency: int = Concurrency, sets: list[str] = Sets,
+        config_file: Optional[Path] = ConfigFile) -> None:
     """Build, start Envoy with the filter and an echo upstream, print the URLs, stream filter logs; Ctrl-C stops."""
     from wasmfilter.harness.stack import backend_options
     from wasmfilter.interactive import run_interactive
 
     with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options:
         run_interactive(path, envoy_version=envoy_version, backend=backend, port=port,
-                        allow_fail_open=allow_fail_open, options=options)
+                        allow_fail_open=allow_fail_open, options=options, concurrency=concurrency,
+                        config_file=config_file, sets=sets)
+
+
+@app.command()
+def dev(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion,
+        concurrency: int = Concurrency, sets: list[str] = Sets, config_file: Optional[Path] = ConfigFile,
+        scenario_files: list[Path] = typer.Option([], "--scenario", help="Re-run this scenario file after each push."),
+        xds_port: int = typer.Option(0, "--xds-port", help="Port of the xDS (ADS) server (0: a free one)."),
+        duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds.")) -> None:
+    """Envoy + echo upstreams + an xDS server; on each edit of the crate or filter.yaml: rebuild, push the module or
+    config over ECDS, wait for the ACK, print `live in N ms`. Errors keep the last good filter. Ctrl-C stops."""
+    from wasmfilter.dev import dev as run_dev
+
+    try:
+        run_dev(path, envoy_version=envoy_version, concurrency=concurrency, config_file=config_file, sets=sets,
+                xds_port=xds_port, scenarios=scenario_files, duration=duration)
+    except KeyboardInterrupt:
+        out.print("stopped: Envoy, the xDS server and the upstreams are down")
 
 
 @app.command()

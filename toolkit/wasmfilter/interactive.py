@@ -13,16 +13,20 @@ from wasmfilter.envoy.binary import resolve
 from wasmfilter.envoy.protocol import filter_log_lines
 from wasmfilter.harness.stack import BackendOptions, StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
+from wasmfilter.overrides import plugin_config
 
 
 def run_interactive(path: str | Path | None = None, *, envoy_version: str | None = None, backend: str = "process",
                     port: int = 0, allow_fail_open: bool = False, duration: float | None = None,
-                    options: BackendOptions | None = None) -> None:
+                    options: BackendOptions | None = None, concurrency: int = 2,
+                    config_file: str | Path | None = None, sets: list[str] | None = None) -> None:
     manifest = load_manifest(path)
+    config = plugin_config(manifest.config, config_file=config_file, sets=sets)  # bad overrides fail before cargo
     with console.progress("building with cargo") as step:
         result = build(manifest.crate_dir, progress=step)
     binary = resolve(envoy_version or manifest.envoy_version)
-    spec = StackSpec(manifest=manifest, wasm_path=result.wasm, allow_fail_open=allow_fail_open, listener_port=port)
+    spec = StackSpec(manifest=manifest, wasm_path=result.wasm, allow_fail_open=allow_fail_open, listener_port=port,
+                     plugin_config=config, concurrency=concurrency)
     with start_stack(spec, backend=backend, binary=binary, options=options) as stack:
         out.print(f"{manifest.name}: {result.wasm} ({result.size} bytes) in {binary.describe()} [{backend}]")
         out.print(f"  listener  {stack.url}")

@@ -44,7 +44,8 @@ class Admin:
         _, body = self.get(path)
         out: dict[str, int] = {}
         for entry in json.loads(body).get("stats", []):
-            if "name" in entry and "value" in entry:
+            # Text readouts (e.g. control_plane.identifier once an xDS stream exists) are strings: not counted.
+            if "name" in entry and "value" in entry and not isinstance(entry["value"], str):
                 out[entry["name"]] = int(entry["value"])
         return out
 

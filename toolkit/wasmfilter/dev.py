@@ -1,0 +1,178 @@
+"""`wasmfilter dev`: the inner loop. Owns the watch → build → push → ACK cycle and its one-line reports: the crate and
+filter.yaml are watched (watchfiles); a source change rebuilds incrementally (build.cargo.build) and pushes the new
+module (content-addressed, its sha256 in the file name), a filter.yaml change pushes the new plugin config; each
+ends in `live in N ms (build X ms, push+ack Y ms)` or in the reason the last good filter still serves. The control
+plane, Envoy and echo upstreams come from harness/ecds.py; Ctrl-C (KeyboardInterrupt) stops all of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wasmfilter.build.cargo import build
+from wasmfilter.console import out
+from wasmfilter.envoy.binary import resolve
+from wasmfilter.errors import CargoBuildError, WasmfilterError
+from wasmfilter.harness.ecds import EcdsStack
+from wasmfilter.harness.stack import StackSpec
+from wasmfilter.manifest import Manifest, load_manifest
+from wasmfilter.overrides import plugin_config
+
+WATCHED_NAMES = {"Cargo.toml", "Cargo.lock", "filter.yaml"}
+
+
+@dataclass
+class Cycle:
+    """One change and what came of it."""
+    kind: str  # "module" or "config"
+    ok: bool
+    line: str
+    detail: str = ""
+    total_ms: float = 0.0
+    build_ms: float = 0.0
+    push_ms: float = 0.0
+
+
+def watched(path: Path) -> bool:
+    """Sources that change the filter: Rust files, Cargo.toml/lock, filter.yaml — never anything under target/."""
+    return "target" not in path.parts and (path.suffix == ".rs" or path.name in WATCHED_NAMES)
+
+
+class DevSession:
+    """The running loop's state: the manifest, the overrides, the live stack. `cycle(changed)` does one round."""
+
+    def __init__(self, path: str | Path | None = None, *, envoy_version: str | None = None, concurrency: int = 2,
+                 config_file: str | Path | None = None, sets: list[str] | None = None, xds_port: int = 0,
+                 scenarios: list[Path] | None = None, say: Callable[[str], None] | None = None):
+        self.path = path
+        self.envoy_version = envoy_version
+        self.concurrency = concurrency
+        self.config_file = config_file
+        self.sets = sets or []
+        self.xds_port = xds_port
+        self.scenarios = scenarios or []
+        self.say = say or (lambda line: out.print(line, markup=False, soft_wrap=True))
+        self.manifest: Manifest = load_manifest(path)
+        self.live: EcdsStack | None = None
+        self.cycles: list[Cycle] = []
+
+    def config(self, manifest: Manifest) -> Any:
+        return plugin_config(manifest.config, config_file=self.config_file, sets=self.sets)
+
+    def start(self) -> DevSession:
+        """Build, start the control plane, Envoy and upstreams, push the first filter: any failure here is an error
+        (there is no last good filter yet)."""
+        started = time.perf_counter()
+        result = build(self.manifest.crate_dir)
+        binary = resolve(self.envoy_version or self.manifest.envoy_version)
+        spec = StackSpec(manifest=self.manifest, wasm_path=result.wasm, plugin_config=self.config(self.manifest),
+                         concurrency=self.concurrency)
+        self.live = EcdsStack(spec, binary=binary, xds_port=self.xds_port).start()
+        assert self.live.xds is not None and self.live.stack is not None
+        self.say(f"{self.manifest.name}: live in {(time.perf_counter() - started) * 1000:.0f} ms "
+                 f"(build {result.seconds * 1000:.0f} ms) in {binary.describe()}")
+        self.say(f"  listener  {self.live.url}")
+        self.say(f"  admin     {self.live.stack.envoy.admin.url}")
+        self.say(f"  xds       {self.live.xds.address} (ADS; the filter is ECDS resource '{self.manifest.name}')")
+        self.say(f"  watching  {self.manifest.crate_dir} and {self.manifest.directory / 'filter.yaml'}; Ctrl-C stops")
+        self.rerun_scenarios()
+        return self
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def watch_paths(self) -> list[Path]:
+        return sorted({self.manifest.crate_dir.resolve(), self.manifest.directory.resolve()})
+
+    def cycle(self, changed: Iterable[Path], edited_at: float | None = None) -> Cycle:
+        """One round for the CHANGED files: rebuild + push the module if a source changed, else push the config.
+        EDITED_AT (time.time() of the newest edit) starts the clock; a failure keeps the last good filter."""
+        assert self.live is not None
+        start_wall = edited_at or time.time()
+        changed = list(changed)
+        sources = [p for p in changed if p.name != "filter.yaml"]
+        kind = "module" if sources else "config"
+        build_ms = 0.0
+        try:
+            manifest = load_manifest(self.manifest.directory)
+            config = self.config(manifest)
+            wasm: Path | None = None
+            if sources:
+                result = build(manifest.crate_dir)
+                build_ms = result.seconds * 1000
+                wasm = result.wasm
+            push = self.live.push(wasm=wasm, config=config)
+        except CargoBuildError as e:
+            cycle = Cycle(kind, False, f"build failed: {e.problem}; the last good filter keeps serving",
+                        detail=e.detail or "", build_ms=build_ms)
+        except WasmfilterError as e:
+            cycle = Cycle(kind, False, f"not applied: {e.problem}; the last good filter keeps serving",
+                        detail=e.detail or "", build_ms=build_ms)
+        else:
+            self.manifest = manifest
+            total = (time.time() - start_wall) * 1000
+            cycle = Cycle(kind, True, f"live in {total:.0f} ms (build {build_ms:.0f} ms, push+ack "
+                        f"{push.seconds * 1000:.0f} ms) — {kind} sha256:{self.live.sha256[:12]}",
+                        total_ms=total, build_ms=build_ms, push_ms=push.seconds * 1000)
+        self.cycles.append(cycle)
+        if cycle.detail:
+            self.say(cycle.detail)
+        self.say(cycle.line)
+        if cycle.ok:
+            self.rerun_scenarios()
+        return cycle
+
+    def rerun_scenarios(self) -> None:
+        """Each --scenario file's cases against the live filter as it is now (its file-level config is not pushed:
+        the config under development is)."""
+        if not self.scenarios or self.live is None or self.live.stack is None:
+            return
+        from wasmfilter.harness import scenario
+        from wasmfilter.harness.runner import run_file
+
+        for file in self.scenarios:
+            try:
+                sfile = scenario.load(file)
+            except WasmfilterError as e:
+                self.say(f"scenario {file}: {e}")
+                continue
+            results = run_file(self.live.stack, sfile)
+            failed = [r for r in results if not r.passed]
+            self.say(f"scenario {Path(file).name}: {len(results) - len(failed)}/{len(results)} passed")
+            for r in failed:
+                self.say(f"  FAIL {r.name}: " + "; ".join(r.problems))
+
+    def run(self, *, stop: threading.Event | None = None, duration: float | None = None) -> None:
+        """Watch and cycle until STOP is set, DURATION passes or Ctrl-C (KeyboardInterrupt, which propagates)."""
+        import watchfiles
+
+        stop = stop or threading.Event()
+        timer = threading.Timer(duration, stop.set) if duration else None
+        if timer:
+            timer.start()
+        try:
+            for changes in watchfiles.watch(*self.watch_paths(), watch_filter=lambda _c, p: watched(Path(p)),
+                                            stop_event=stop, step=20, rust_timeout=500, yield_on_timeout=False):
+                paths = [Path(p) for _, p in changes]
+                times = [p.stat().st_mtime for p in paths if p.exists()]
+                self.cycle(paths, max(times) if times else None)
+        finally:
+            if timer:
+                timer.cancel()
+
+
+def dev(path: str | Path | None = None, *, duration: float | None = None, **options: Any) -> list[Cycle]:
+    """`wasmfilter dev`: start, watch until Ctrl-C (or DURATION), stop everything; the cycles run."""
+    session = DevSession(path, **options)
+    try:
+        session.start()
+        session.run(duration=duration)
+    finally:
+        session.stop()
+    return session.cycles
