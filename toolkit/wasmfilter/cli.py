@@ -323,6 +323,27 @@ def pull(ref: str = typer.Argument(..., help="HOST[:PORT]/NAME[:TAG], or HOST[:P
 
 
 @app.command()
+def agent(path: Optional[Path] = PathArg,
+          image: str = typer.Option(..., "--image", help="The filter's image: HOST[:PORT]/NAME[:TAG] or @sha256:…"),
+          sha256: Optional[str] = typer.Option(None, "--sha256", help="The pinned image manifest digest."),
+          insecure: bool = Insecure, docker_config: Optional[Path] = DockerConfig,
+          concurrency: int = Concurrency, sets: list[str] = Sets, config_file: Optional[Path] = ConfigFile,
+          xds_port: int = typer.Option(0, "--xds-port", help="Port of the xDS (ADS) server (0: a free one)."),
+          envoy_version: Optional[str] = EnvoyVersion,
+          duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds.")) -> None:
+    """Play istio-agent: pull IMAGE, verify the pinned digest, cache by digest, deliver it to Envoy over ECDS; serve
+    until Ctrl-C. A failed pull or check applies nothing (Envoy stays fail-closed) and is the error."""
+    from wasmfilter.ship.agent import run_agent
+
+    try:
+        run_agent(path, image, sha256=sha256, insecure=insecure, docker_config=docker_config,
+                  concurrency=concurrency, config_file=config_file, sets=sets, xds_port=xds_port,
+                  envoy_version=envoy_version, duration=duration)
+    except KeyboardInterrupt:
+        out.print("stopped: Envoy, the xDS server and the upstreams are down")
+
+
+@app.command()
 def istio(path: Optional[Path] = PathArg,
           image: Optional[str] = typer.Option(None, "--image", help="Image reference the mesh pulls."),
           output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
