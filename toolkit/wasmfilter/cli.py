@@ -347,10 +347,14 @@ def agent(path: Optional[Path] = PathArg,
 def istio(path: Optional[Path] = PathArg,
           image: Optional[str] = typer.Option(None, "--image", help="Image reference the mesh pulls."),
           output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
-          sha256: Optional[str] = typer.Option(None, "--sha256", help="Image manifest digest (default: computed)."),
-          resolve: bool = typer.Option(False, "--resolve", help="Ask the registry for the tag's digest."),
-          wasm: Optional[Path] = typer.Option(None, "--wasm", help="Module to compute the digest of."),
-          variant: str = Variant, namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
+          sha256: Optional[str] = typer.Option(None, "--sha256", help="Image manifest digest (default: registry)."),
+          resolve: bool = typer.Option(False, "--resolve", hidden=True, help="Ask the registry (now the default)."),
+          local: bool = typer.Option(False, "--local", help="Pin the local package's digest, not the registry's."),
+          wasm: Optional[Path] = typer.Option(None, "--wasm", help="Module to package (--local) or to compare."),
+          variant: Optional[str] = typer.Option(None, "--variant", help="compat, docker or oci (--local: compat)."),
+          kind: str = typer.Option("wasmplugin", "--kind", help="Istio object: wasmplugin, trafficextension, both."),
+          name: Optional[str] = typer.Option(None, "--name", help="Object name (default: the filter's)."),
+          namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
           selector: list[str] = typer.Option([], "--selector", help="WasmPlugin workload label KEY=VALUE."),
           gateway: Optional[str] = typer.Option(None, "--gateway", help="Gateway name to target (EG default: eg)."),
           phase: Optional[str] = typer.Option(None, "--phase", help="AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE."),
@@ -363,7 +367,8 @@ def istio(path: Optional[Path] = PathArg,
           insecure: bool = Insecure, username: Optional[str] = Username, password: Optional[str] = Password,
           docker_config: Optional[Path] = DockerConfig,
           force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT.")) -> None:
-    """An Istio WasmPlugin + Envoy Gateway EnvoyExtensionPolicy for the filter's image (validated)."""
+    """An Istio WasmPlugin and/or TrafficExtension + an Envoy Gateway EnvoyExtensionPolicy for the filter's image,
+    validated against the upstream CRDs (docs/oci.md); --check validates any such YAML file."""
     from wasmfilter.errors import UsageError
     from wasmfilter.files import refuse_existing, write_new
     from wasmfilter.ship import istio as istio_mod
@@ -372,14 +377,15 @@ def istio(path: Optional[Path] = PathArg,
         if not check.is_file():
             raise UsageError(f"'{check}' does not exist", fix="pass a YAML file")
         docs = istio_mod.validate_text(check.read_text())
-        out.print(f"{check}: valid ({', '.join(type(d).__name__ for d in docs)})")
+        out.print(f"{check}: valid ({', '.join(f'{d.kind} {d.name}' for d in docs)})", markup=False)
         return
     if not image:
         raise UsageError("--image is required", fix="pass the reference you pushed, e.g. --image reg/filters/auth:v1")
     if output is not None:
         refuse_existing(output, force=force)  # before any registry call: nothing is overwritten
-    text = istio_mod.generate(path, image=image, sha256=sha256, resolve=resolve, variant=variant, wasm=wasm,
-                              insecure=insecure, username=username, password=password, docker_config=docker_config,
+    text = istio_mod.generate(path, image=image, sha256=sha256, local=local and not resolve, variant=variant,
+                              wasm=wasm, insecure=insecure, username=username, password=password,
+                              docker_config=docker_config, kind=kind, name=name,
                               namespace=namespace, selector=selector, gateway=gateway, phase=phase,
                               priority=priority, pull_policy=pull_policy, pull_secret=pull_secret,
                               match_mode=match_mode, match_ports=match_port or None)
