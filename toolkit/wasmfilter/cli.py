@@ -169,6 +169,34 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
 
 
 @app.command()
+def fuzz(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
+         seed: int = typer.Option(1, "--seed", help="The run's seed: the same seed sends the same requests."),
+         requests: int = typer.Option(2000, "--requests", "-n", help="How many requests to generate."),
+         workers: int = typer.Option(4, "--workers", help="Connections in flight at once."),
+         out_dir: Path = typer.Option(Path("fuzz-findings"), "--out", help="Where shrunk failing cases are written "
+                                      "(scenario files)."),
+         envoy_image: Optional[str] = EnvoyImage) -> None:
+    """Seeded generated requests through Envoy with the filter; fail on any broken invariant (docs/fuzz.md)."""
+    from wasmfilter.harness.fuzz.run import fuzz as do_fuzz
+    from wasmfilter.harness.fuzz.run import raise_for
+    from wasmfilter.harness.stack import backend_options
+
+    with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options, \
+            console.progress("fuzzing") as step:
+        report = do_fuzz(path, seed=seed, count=requests, out_dir=out_dir, workers=workers, backend=backend,
+                         envoy_version=envoy_version, options=options, build_progress=step,
+                         progress=lambda n: step(f"{n} requests sent"))
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items()))
+    out.print(f"{report.filter}: {report.sent} requests (seed {seed}) in {report.seconds:.1f}s, "
+              f"{report.rps:.0f} requests/s; statuses {statuses}", markup=False)
+    for finding in report.findings:
+        out.print(f"[red]VIOLATION[/] {finding.violation.kind} (request {finding.index}): ", end="")
+        out.print(finding.violation.message, markup=False)
+        out.print(f"    shrunk case: {finding.case_file}", markup=False)
+    raise_for(report)
+
+
+@app.command()
 def unittest(path: Optional[Path] = PathArg,
              no_clippy: bool = typer.Option(False, "--no-clippy", help="Only the tests (make test: clippy runs in make "
                                             "lint)."),

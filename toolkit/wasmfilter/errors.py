@@ -80,3 +80,15 @@ class RegistryError(WasmfilterError):
 
 def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
+
+
+class FuzzFailed(WasmfilterError):
+    """`wasmfilter fuzz` found requests that break an invariant; `problems` has one line per distinct violation."""
+
+    def __init__(self, message: str, *, problems: list[str], fix: str | None = None):
+        super().__init__(message, fix=fix)
+        self.problems = problems
+
+
+class SoakFailed(WasmfilterError):
+    """`wasmfilter soak`: memory grew faster than the bench definition allows."""
