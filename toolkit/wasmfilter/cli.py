@@ -49,12 +49,15 @@ def doctor() -> None:
 def build(path: Optional[Path] = PathArg,
           opt: bool = typer.Option(False, "--opt", help="Size build (docs/size.md): size flags in <target>/size, "
                                    "then wasm-opt -Oz, written to <crate>.opt.wasm; panics are not logged."),
-          features: list[str] = typer.Option([], "--features", help="Cargo features to enable.")) -> None:
+          features: list[str] = typer.Option([], "--features", help="Cargo features to enable."),
+          debug_info: bool = typer.Option(False, "--debug-info", help="Keep the name section and DWARF line tables "
+                                          "(crash backtraces with function names and file:line); <crate>.debug.wasm."
+                                          )) -> None:
     """cargo build the filter for wasm32-wasip1 (release); print the module's path, size and sha256."""
     from wasmfilter.build.cargo import build as do_build
 
     with console.progress("building with cargo") as step:
-        result = do_build(path, features=features, opt=opt, progress=step)
+        result = do_build(path, features=features, opt=opt, progress=step, debug_info=debug_info)
     out.print(f"built {result.wasm}")
     out.print(f"  size   {result.size} bytes{' (wasm-opt -Oz)' if result.optimized else ''}")
     out.print(f"  sha256 {result.sha256}")
@@ -192,6 +195,53 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
         raise ScenarioFailed(f"{len(result.failed)} of {len(result.results)} scenario cases failed",
                              problems=[p for r in result.failed for p in r.problems],
                              fix="see each failing case above (its problems, the filter's log, Envoy's log tail)")
+
+
+@app.command()
+def fuzz(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
+         seed: int = typer.Option(1, "--seed", help="The run's seed: the same seed sends the same requests."),
+         requests: int = typer.Option(2000, "--requests", "-n", help="How many requests to generate."),
+         workers: int = typer.Option(4, "--workers", help="Connections in flight at once."),
+         out_dir: Path = typer.Option(Path("fuzz-findings"), "--out", help="Where shrunk failing cases are written "
+                                      "(scenario files)."),
+         envoy_image: Optional[str] = EnvoyImage) -> None:
+    """Seeded generated requests through Envoy with the filter; fail on any broken invariant (docs/fuzz.md)."""
+    from wasmfilter.harness.fuzz.run import fuzz as do_fuzz
+    from wasmfilter.harness.fuzz.run import raise_for
+    from wasmfilter.harness.stack import backend_options
+
+    with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options, \
+            console.progress("fuzzing") as step:
+        report = do_fuzz(path, seed=seed, count=requests, out_dir=out_dir, workers=workers, backend=backend,
+                         envoy_version=envoy_version, options=options, build_progress=step,
+                         progress=lambda n: step(f"{n} requests sent"))
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items()))
+    out.print(f"{report.filter}: {report.sent} requests (seed {seed}) in {report.seconds:.1f}s, "
+              f"{report.rps:.0f} requests/s; statuses {statuses}", markup=False)
+    for finding in report.findings:
+        out.print(f"[red]VIOLATION[/] {finding.violation.kind} (request {finding.index}): ", end="")
+        out.print(finding.violation.message, markup=False)
+        out.print(f"    shrunk case: {finding.case_file}", markup=False)
+    raise_for(report)
+
+
+@app.command()
+def soak(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion,
+         duration: Optional[str] = typer.Option(None, "--duration", help="e.g. 10m (default: the bench file's)."),
+         max_slope: Optional[float] = typer.Option(None, "--max-slope", help="Gate in MiB/hour (default: the bench "
+                                                   "file's soak.max_slope_mib_per_hour)."),
+         out_dir: Path = typer.Option(Path("benchmarks/results"), "--out", help="Where the JSON and plot go.")
+         ) -> None:
+    """Steady load with never-repeating keys; fail if Envoy's memory grows faster than the gate (a leak)."""
+    from wasmfilter.bench.soak import gate, save
+    from wasmfilter.bench.soak import soak as do_soak
+
+    with console.progress("soaking") as step:
+        result = do_soak(path, duration=duration, max_slope=max_slope, envoy_version=envoy_version, progress=step)
+    data, plot = save(result, out_dir)
+    out.print(result.summary(), markup=False)
+    out.print(f"  wrote {data} and {plot}", markup=False)
+    gate(result)
 
 
 @app.command()

@@ -88,3 +88,15 @@ class XdsError(WasmfilterError):
 
 class PushRejected(XdsError):
     """Envoy NACKed a push: the message carries its `error_detail` on one line; the last good filter still serves."""
+
+
+class FuzzFailed(WasmfilterError):
+    """`wasmfilter fuzz` found requests that break an invariant; `problems` has one line per distinct violation."""
+
+    def __init__(self, message: str, *, problems: list[str], fix: str | None = None):
+        super().__init__(message, fix=fix)
+        self.problems = problems
+
+
+class SoakFailed(WasmfilterError):
+    """`wasmfilter soak`: memory grew faster than the bench definition allows."""

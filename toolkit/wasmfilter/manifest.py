@@ -21,6 +21,27 @@ class FailurePolicy(str, enum.Enum):
     FAIL_RELOAD = "FAIL_RELOAD"
 
 
+class PublicRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prefix: str = Field(pattern=r"^/")
+    methods: list[str] = Field(default_factory=list)  # empty: every method
+
+
+class FuzzSpec(BaseModel):
+    """`fuzz:` in filter.yaml: what `wasmfilter fuzz` generates for this filter and which invariants it checks
+    beyond the common ones (docs/fuzz.md)."""
+    model_config = ConfigDict(extra="forbid")
+
+    statuses: list[int] = Field(default_factory=list)       # the filter's documented local replies
+    paths: list[str] = Field(default_factory=list)          # seeds for generated paths
+    headers: dict[str, list[str]] = Field(default_factory=dict)  # header name -> values worth sending
+    credentials: list[dict[str, str]] = Field(default_factory=list)  # header sets that are valid credentials
+    # Security invariants: an anonymous request reaches the upstream only at these routes, as every modelled
+    # upstream parser reads the path it got; no client value of these headers reaches it, in any spelling.
+    public: list[PublicRoute] | None = None
+    owned_headers: list[str] = Field(default_factory=list)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
@@ -37,6 +58,7 @@ class Manifest(BaseModel):
     # Echo upstreams Envoy gets as clusters of these names; the first is the default route.
     upstreams: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     envoy_version: str | None = None
+    fuzz: FuzzSpec = Field(default_factory=FuzzSpec)
 
     # Not part of the file: where it was read from.
     directory: Path = Field(default=Path("."), exclude=True)

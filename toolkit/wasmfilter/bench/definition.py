@@ -138,6 +138,23 @@ class Scenario(_Model):
         return kind != "native" or self.natives is None or name in self.natives
 
 
+class SoakSettings(_Model):
+    """`wasmfilter soak` (bench/soak.py): steady load whose key header never repeats a value, and the leak gate."""
+    max_slope_mib_per_hour: float = 20.0   # fail when Envoy's RSS grows faster than this (least-squares fit)
+    duration_s: int = Field(default=600, ge=5, le=MAX_DURATION_S)
+    warmup_s: int = Field(default=10, ge=0, le=MAX_DURATION_S)  # samples before this are not fitted
+    sample_interval_ms: int = Field(default=1000, ge=50)
+    connections: int = Field(default=4, ge=1, le=256)
+    delay_ms: int = Field(default=1, ge=0)   # pause per request per connection (steady load, not saturation)
+    request: Request = Field(default_factory=Request)
+    key_header: str | None = None           # gets a new value on every request (API key, rate-limit key, user)
+
+    @field_validator("duration_s", "warmup_s", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+
 class BenchDefinition(_Model):
     filter: str                          # filter directory, relative to this file
     description: str = ""
@@ -148,6 +165,7 @@ class BenchDefinition(_Model):
     config: Any = None                   # plugin config for every scenario (default: the manifest's)
     config_patch: dict[str, Any] | None = None   # merged into the manifest's plugin config
     notes: str = ""                      # where the time goes, what would close a gap: shown in the report
+    soak: SoakSettings = Field(default_factory=SoakSettings)  # `wasmfilter soak`: load with never-repeating keys
 
     path: Path | None = Field(default=None, exclude=True)
     manifest: Manifest | None = Field(default=None, exclude=True)
