@@ -326,6 +326,11 @@ def new(template: Optional[str] = typer.Argument(None, help="Template: blank, au
     if not dry_run:
         out.print(f"created {result.destination} ({len(result.files)} files, template {template}); next: "
                   f"cd {result.destination} && wasmfilter build && wasmfilter test", markup=False, soft_wrap=True)
+        from wasmfilter.scaffold.install_source import current
+
+        if current().note:
+            err.print(f"note: .github/workflows/filter.yml installs wasmfilter from here, but {current().note}",
+                      markup=False, soft_wrap=True)
 
 
 # --- OCI images, registries, Istio / Envoy Gateway manifests (docs/oci.md) ---------------------------------------

@@ -5,6 +5,7 @@ table (rich on a terminal, one plain line per cell otherwise) and one JUnit file
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -107,7 +108,8 @@ def wanted_specs(path: str | Path | None, envoy_version: str | None) -> list[str
     comma-separated list, else filter.yaml's `envoy_versions` when --envoy-version is not given."""
     if envoy_version is not None:
         specs = split_specs(envoy_version)
-        return specs if envoy_version.strip() == "all" or len(specs) > 1 else None
+        minor = len(specs) == 1 and re.fullmatch(r"\d+\.\d+", specs[0]) is not None  # its newest patch with V8
+        return specs if envoy_version.strip() == "all" or len(specs) > 1 or minor else None
     claimed = load_manifest(path).envoy_versions
     return list(claimed) if claimed else None
 
