@@ -14,8 +14,8 @@ import yaml
 
 from tests.conftest import FILTERS, REPO, assert_one_line_error, run_cli
 from wasmfilter.errors import TemplateError, UsageError, WasmfilterError
-from wasmfilter.scaffold.localize import localize
 from wasmfilter.manifest import load_manifest
+from wasmfilter.scaffold.localize import localize
 from wasmfilter.scaffold.project import new
 from wasmfilter.scaffold.templates import list_templates
 
