@@ -15,6 +15,7 @@ import yaml
 from tests.conftest import FILTERS, REPO, assert_one_line_error, run_cli
 from wasmfilter.errors import TemplateError, UsageError, WasmfilterError
 from wasmfilter.manifest import load_manifest
+from wasmfilter.scaffold.localize import localize
 from wasmfilter.scaffold.project import new
 from wasmfilter.scaffold.templates import list_templates
 
@@ -120,7 +121,9 @@ def test_generated_project_is_the_reference_plus_documented_renames(template, tm
         assert section in readme
     if (FILTERS / template / "README.md").is_file():
         body = (FILTERS / template / "README.md").read_text().split("\n", 1)[1].strip()
-        assert expected_copy(template, "README.md", body.encode(), NEW).decode() in readme
+        # plus the checkout's commands made the project's own (scaffold/localize.py)
+        assert localize(expected_copy(template, "README.md", body.encode(), NEW).decode(), template,
+                        NEW.replace("-", "_")) in readme
 
 
 @pytest.mark.parametrize("template", AVAILABLE)
@@ -169,14 +172,24 @@ def test_workflow_builds_tests_and_uploads_junit(tmp_path):
     new("blank", NEW, tmp_path / NEW)
     text = (tmp_path / NEW / ".github/workflows/filter.yml").read_text()
     workflow = yaml.safe_load(text)
-    steps = workflow["jobs"]["filter"]["steps"]
+    job = workflow["jobs"]["filter"]
+    steps = job["steps"]
     runs = [s.get("run", "") for s in steps]
     assert any("pip install" in r and "$WASMFILTER" in r for r in runs)
-    assert "wasmfilter==" in workflow["env"]["WASMFILTER"]
-    assert "wasmfilter build" in runs and "wasmfilter test --junit report.xml" in runs
-    assert runs.index("wasmfilter build") < runs.index("wasmfilter test --junit report.xml")
+    # installed from this checkout (editable): the workflow names where it came from, never a release that
+    # does not exist on PyPI
+    assert workflow["env"]["WASMFILTER"] == f"wasmfilter @ {REPO.as_uri()}"
+    assert "# NOTE: " in text and "is a checkout on the machine that ran `wasmfilter new`" in text
+    # a job per Envoy minor, 1.36 up to the pinned one; each uploads its own JUnit directory
+    assert job["strategy"]["matrix"]["envoy"] == ["1.36", "1.37", "1.38", "1.39", "1.40"]
+    test_run = "wasmfilter test --envoy-version ${{ matrix.envoy }} --junit junit"
+    assert "wasmfilter build" in runs and test_run in runs
+    assert runs.index("wasmfilter build") < runs.index(test_run)
     upload = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
-    assert upload and upload[0]["with"]["path"] == "report.xml" and upload[0]["if"] == "always()"
+    assert upload and upload[0]["with"]["path"] == "junit/" and upload[0]["if"] == "always()"
+    assert upload[0]["with"]["name"] == f"junit-{NEW}-envoy-${{{{ matrix.envoy }}}}"
+    unit = next(s for s in steps if s.get("run") == "wasmfilter unittest")
+    assert unit["if"] == "matrix.envoy == '1.40'"
     assert "${{ runner.os }}" in text  # GitHub expressions survive jinja ({% raw %})
     assert (tmp_path / NEW / ".gitignore").read_text().startswith("# Build output")
 

