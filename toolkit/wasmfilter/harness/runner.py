@@ -14,7 +14,6 @@ from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioError, WasmfilterError
 from wasmfilter.harness import scenario
 from wasmfilter.harness.checks import CaseResult, run_case
-from wasmfilter.harness.client import Client
 from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 from wasmfilter.manifest import Manifest, load_manifest
 
@@ -73,14 +72,15 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
              only: str | None = None) -> list[CaseResult]:
     """Run SFILE's cases in order against a started STACK."""
     results = []
-    client = Client(stack.url)
+    client = stack.client()
     try:
         for case in sfile.cases:
             if only is not None and case.name != only:
                 continue
             start = time.perf_counter()
             try:
-                problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client)
+                problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client, connect=stack.connect,
+                                           clock=stack.clock)
             except OSError as e:
                 problems, count = [f"request failed: {e}"], 0
                 client.close()
