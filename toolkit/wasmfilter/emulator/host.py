@@ -309,6 +309,8 @@ class FilterHost:
                     progressed = True
             for w in self.workers:
                 for stream in list(w.streams.values()):
+                    if stream.reply_pending:  # a local reply sent from a callout answer or a tick
+                        stream.send_local_reply()
                     if stream.can_run:
                         stream.run()
                         progressed = True

@@ -114,6 +114,10 @@ class Stream:
         return got[-1] if got else None
 
     @property
+    def reply_pending(self) -> bool:
+        return self.local_reply is not None and not self._local_sent and not self.finished
+
+    @property
     def can_run(self) -> bool:
         return bool(self._steps) and self.waiting is None and not self.finished
 

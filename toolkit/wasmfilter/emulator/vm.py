@@ -110,7 +110,7 @@ class Vm:
             return None
         if self.failed is not None:
             raise self.failed
-        if name in self.inject:
+        if name in self.inject:  # the trap a test asked for, as if the callback's first instruction trapped
             self.inject.discard(name)
             self.failed = WasmTrap(f"{name} trapped: trap injected by the test", callback=name,
                                    trap="injected", fix="the test asked for it (host.inject_trap)")
@@ -121,6 +121,9 @@ class Vm:
         except wasmtime.Trap as e:
             self.failed = self._trap(name, e)
             raise self.failed from e
+        except EmulatorError as e:  # a host function refused (e.g. one the emulator lacks): the guest is stopped
+            self.failed = WasmTrap(f"{name} stopped: {e.problem}", callback=name, trap=e.problem, fix=e.fix)
+            raise self.failed from e
         except wasmtime.WasmtimeError as e:  # e.g. a host function raised: the guest cannot go on either
             self.failed = WasmTrap(f"{name} failed: {str(e).strip().splitlines()[0]}", callback=name, trap=str(e))
             raise self.failed from e
@@ -128,7 +131,10 @@ class Vm:
 
     def _trap(self, callback: str, e: wasmtime.Trap) -> WasmTrap:
         code = e.trap_code
-        message = (e.message or str(e)).strip().splitlines()[0]
+        lines = [line.strip() for line in (e.message or str(e)).strip().splitlines() if line.strip()]
+        message = lines[-1].removeprefix("wasm trap: ") if lines else "trap"
+        if code is not None and "backtrace" in message:
+            message = code.name.lower().replace("_", " ")
         panic = self._panic_message()
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return WasmTrap(f"{callback} did not return within its fuel budget ({self.limits.fuel:,} units): "

@@ -2,7 +2,7 @@
 
 - Every `scenarios/*.yaml` beside a `filter.yaml` is collected: one Envoy per file and backend, one test per case.
 - Fixtures: `wasmfilter_build` (cached cargo builds), `envoy_stack` (Envoy + echo upstreams for a filter,
-  stopped after the test), `echo_upstream`, `envoy_binary`.
+  stopped after the test), `echo_upstream`, `envoy_binary`, `filter_host` (the filter on the emulator).
 - Options: `--wasmfilter-backend process|docker` (repeatable; env WASMFILTER_BACKENDS=process,docker),
   `--envoy-version X.Y.Z`.
 - Docker stacks of one pytest session share one `DockerSession`; its reaper removes their containers and networks
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from wasmfilter.build.cargo import BuildResult, build
+from wasmfilter.emulator.fixtures import filter_host  # noqa: F401 - registers the fixture
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioFailed
