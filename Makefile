@@ -16,7 +16,8 @@ APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-lib
 	docker-registry docker-compose libc6-dev
 
 # Scenario files run on both Envoy backends in `make test` (docs/docker.md); override with WASMFILTER_BACKENDS=process.
-WASMFILTER_BACKENDS ?= process,docker
+# And on the emulator: every case's verdict must agree with Envoy's (docs/emulator.md).
+WASMFILTER_BACKENDS ?= process,docker,emulator
 
 .PHONY: help setup toolchain venv demo test test-rust test-python lint lint-python lint-rust bench clean images \
 	compose-up compose-down

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGE = REPO / "toolkit" / "wasmfilter"
-STAGES = ("build", "envoy", "harness", "ship", "bench", "scaffold")
+STAGES = ("build", "envoy", "harness", "ship", "bench", "scaffold", "emulator")
 
 
 def _modules() -> list[Path]:

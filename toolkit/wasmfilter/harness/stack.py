@@ -1,8 +1,9 @@
 """A running test stack — echo upstream(s) plus an Envoy with the filter — on a backend chosen by value.
 
 The backend table (`BACKENDS`) maps each name to a factory of one signature, `(spec, binary, options) -> Stack`:
-`process` (Envoy and the echo upstreams as local processes/threads) and `docker` (containers on a private
-network, harness/docker.py). Whatever a backend needs beyond the spec travels in `BackendOptions`."""
+`process` (Envoy and the echo upstreams as local processes/threads), `docker` (containers on a private
+network, harness/docker.py) and `emulator` (no Envoy: the proxy-wasm host in this process, emulator/backend.py).
+Whatever a backend needs beyond the spec travels in `BackendOptions`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from wasmfilter.envoy.process import EnvoyProcess
 from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.errors import UsageError
 from wasmfilter.harness.answers import AnswerRule
+from wasmfilter.harness.checks import CaseClock, Connect
+from wasmfilter.harness.client import Client
 from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import FailurePolicy, Manifest
 
@@ -58,11 +61,19 @@ class BackendOptions:
 
 
 class Stack:
-    def __init__(self, envoy: Envoy, upstream_names: list[str], closer: ExitStack, *, run_id: str | None = None):
+    def __init__(self, envoy: Envoy, upstream_names: list[str], closer: ExitStack, *, run_id: str | None = None,
+                 connect: Connect | None = None, clock: CaseClock | None = None):
         self.envoy = envoy
         self.upstream_names = upstream_names
         self.run_id = run_id  # the docker backend's label of this stack's containers and network
         self._closer = closer
+        # How cases reach the stack and the clock `eventually` waits on (emulator: in-process, its test clock).
+        self.connect = connect
+        self.clock = clock
+
+    def client(self) -> Client:
+        """A new client connection to this stack."""
+        return self.connect() if self.connect is not None else Client(self.url)
 
     @property
     def url(self) -> str:
@@ -134,8 +145,15 @@ def docker_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions) 
     return stack
 
 
+def emulator_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions) -> Stack:
+    """No Envoy: the filter in this process on the proxy-wasm emulator (emulator/backend.py)."""
+    from wasmfilter.emulator.backend import emulator_stack as start
+
+    return start(spec)
+
+
 StackFactory = Callable[[StackSpec, EnvoyBinary, BackendOptions], Stack]
-BACKENDS: dict[str, StackFactory] = {"process": process_stack, "docker": docker_stack}
+BACKENDS: dict[str, StackFactory] = {"process": process_stack, "docker": docker_stack, "emulator": emulator_stack}
 
 
 @contextmanager
