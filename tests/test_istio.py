@@ -303,7 +303,7 @@ def test_digest_comes_from_the_registry_as_pushed(frozen_auth_build, tmp_path):
         assert not out.exists()
         with pytest.raises(RegistryError, match="cannot pin the digest"):
             istio.generate(AUTH, image=f"{reg.host}/filters/missing:v1", insecure=True)
-        res = run_cli("istio", str(AUTH), "--image", compat_ref, "--insecure", "-o", str(out))
+        res = run_cli("istio", str(AUTH), "--image", compat_ref, "--insecure", "--kind", "both", "-o", str(out))
         assert res.code == 0, res.stderr
     local = istio.generate(AUTH, image=compat_ref, local=True, wasm=wasm, kind="both")
     assert out.read_text() == text == local
