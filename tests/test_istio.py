@@ -228,6 +228,8 @@ def test_cli_writes_and_checks_manifests(tmp_path):
 @pytest.mark.parametrize("args,fragment", [
     (["--image", "not a ref"], "not an image reference"),
     (["--selector", "app=*"], "wildcard not allowed"),
+    (["--selector", "app=" + "a" * 64], "not a valid label value"),
+    (["--image", "ho#st.example/filters/auth:v1"], "does not make a valid oci:// URL"),
     (["--match-port", "80", "--match-port", "80"], "--match-port 80 given twice"),
     (["-n", "a.b"], "--namespace 'a.b'"),
     (["--selector", "app=x", "--gateway", "public"], "--selector and --gateway both given"),
