@@ -90,7 +90,7 @@ def test_a_rule_gone_from_the_crd_is_reported():
     ("/absolute/path", True), ("mailto:someone", True), ("HTTPS://Example.com/x?y#z", True),
     ("test", False), ("#%blah$#@", False), ("http://#%blah$#@", False), ("", False),
     ("http://host:port/x", False), ("http://a b/", False), ("http://x/%zz", False), ("://x", False),
-    ("http://[::1/x", False), ("http://x\x7f", False),
+    ("http://[::1/x", False), ("http://x\x7f", False), ("http://ex%41mple/", False), ("http://%C3%A9.example/", True),
 ])
 def test_is_url_is_go_parse_request_uri(text, ok):
     assert cel_rules.is_url(text) is ok

@@ -228,6 +228,8 @@ def test_cli_writes_and_checks_manifests(tmp_path):
 @pytest.mark.parametrize("args,fragment", [
     (["--image", "not a ref"], "not an image reference"),
     (["--selector", "app=*"], "wildcard not allowed"),
+    (["--selector", "app=" + "a" * 64], "not a valid label value"),
+    (["--image", "ho#st.example/filters/auth:v1"], "does not make a valid oci:// URL"),
     (["--match-port", "80", "--match-port", "80"], "--match-port 80 given twice"),
     (["-n", "a.b"], "--namespace 'a.b'"),
     (["--selector", "app=x", "--gateway", "public"], "--selector and --gateway both given"),
@@ -253,16 +255,20 @@ def test_unreachable_registry_is_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_local_digest_and_a_pinned_digest_that_does_not_match(frozen_auth_build, tmp_path):
+@pytest.fixture(scope="module")
+def images(frozen_auth_build):
+    """The auth module packaged as the compat and the oci variant (what `push --variant` uploads)."""
     wasm = frozen_auth_build.wasm
-    compat, _ = image_for_filter(AUTH, wasm=wasm)
-    oci, _ = image_for_filter(AUTH, wasm=wasm, variant="oci")
+    return wasm, image_for_filter(AUTH, wasm=wasm)[0], image_for_filter(AUTH, wasm=wasm, variant="oci")[0]
+
+
+def test_local_digest_and_a_pinned_digest_that_does_not_match(images, tmp_path):
+    wasm, compat, oci = images
     text = istio.generate(AUTH, image=IMAGE, local=True, wasm=wasm)
     assert compat.digest.removeprefix("sha256:") in text
-    text = istio.generate(AUTH, image=IMAGE, local=True, wasm=wasm, variant="oci", kind="trafficextension")
-    assert oci.digest.removeprefix("sha256:") in text
-    pinned = istio.generate(AUTH, image=f"{IMAGE}@{compat.digest}", local=True, wasm=wasm)
-    assert compat.digest.removeprefix("sha256:") in pinned
+    pinned = istio.generate(AUTH, image=f"{IMAGE}@{oci.digest}", local=True, wasm=wasm, variant="oci",
+                            kind="trafficextension")
+    assert oci.digest.removeprefix("sha256:") in pinned
     with pytest.raises(UsageError, match="pass --variant oci"):
         istio.generate(AUTH, image=f"{IMAGE}@{oci.digest}", local=True, wasm=wasm)
     out = tmp_path / "deploy.yaml"
@@ -273,13 +279,11 @@ def test_local_digest_and_a_pinned_digest_that_does_not_match(frozen_auth_build,
 
 
 @pytest.mark.skipif(not HAS_REGISTRY, reason="docker-registry not installed")
-def test_digest_comes_from_the_registry_as_pushed(frozen_auth_build, tmp_path):
+def test_digest_comes_from_the_registry_as_pushed(images, tmp_path):
     """Default: the registry's manifest digest; a pushed variant or module other than the rendered one is refused."""
     from wasmfilter.ship.registry import LocalRegistry
 
-    wasm = frozen_auth_build.wasm
-    compat, _ = image_for_filter(AUTH, wasm=wasm)
-    oci, _ = image_for_filter(AUTH, wasm=wasm, variant="oci")
+    wasm, compat, oci = images
     out = tmp_path / "deploy.yaml"
     with LocalRegistry() as reg:
         compat_ref, oci_ref = f"{reg.host}/filters/auth:v1", f"{reg.host}/filters/auth:oci"
@@ -303,7 +307,7 @@ def test_digest_comes_from_the_registry_as_pushed(frozen_auth_build, tmp_path):
         assert not out.exists()
         with pytest.raises(RegistryError, match="cannot pin the digest"):
             istio.generate(AUTH, image=f"{reg.host}/filters/missing:v1", insecure=True)
-        res = run_cli("istio", str(AUTH), "--image", compat_ref, "--insecure", "-o", str(out))
+        res = run_cli("istio", str(AUTH), "--image", compat_ref, "--insecure", "--kind", "both", "-o", str(out))
         assert res.code == 0, res.stderr
     local = istio.generate(AUTH, image=compat_ref, local=True, wasm=wasm, kind="both")
     assert out.read_text() == text == local

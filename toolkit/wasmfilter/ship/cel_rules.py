@@ -114,6 +114,11 @@ def _parse_host(host: str) -> str:
     elif (colon := host.rfind(":")) >= 0 and not _valid_port(host[colon:]):
         raise URLError(f'invalid port "{host[colon:]}" after host')
     _check_escapes(host)
+    i = host.find("%")
+    while i >= 0:  # in a host only escapes of non-ASCII bytes, and %25 (a zone's '%'), are allowed
+        if int(host[i + 1], 16) < 8 and host[i:i + 3] != "%25":
+            raise URLError(f'invalid URL escape "{host[i:i + 3]}"')
+        i = host.find("%", i + 3)
     for c in host:
         if c.isascii() and c != "%" and c not in HOST_CHARS:
             raise URLError(f'invalid character "{c}" in host name')

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from wasmfilter.errors import ConfigInvalidError
+from wasmfilter.errors import ConfigInvalidError, UsageError
 from wasmfilter.manifest import FailurePolicy, Manifest, load_manifest
 from wasmfilter.ship.istio_inputs import DEFAULT_KIND, DeployInputs, FailStrategy, PullPolicy, check_inputs
 
@@ -61,10 +61,9 @@ def validate_text(text: str) -> list[Checked]:
         try:
             checked.append(validate(doc))
         except ConfigInvalidError as e:
-            if len(docs) > 1:
-                e.problem = f"document {i}: {e.problem}"
-                e.args = (f"{e.problem}; {e.fix}" if e.fix else e.problem,)
-            raise
+            if len(docs) == 1:
+                raise
+            raise ConfigInvalidError(f"document {i}: {e.problem}", fix=e.fix, detail=e.detail) from None
     return checked
 
 
@@ -142,6 +141,7 @@ def generate(path: str | Path | None = None, *, image: str, sha256: str | None =
              kind: str = DEFAULT_KIND, name: str | None = None, **options: Any) -> str:
     """`wasmfilter istio`: YAML of the objects. Options are checked first; then the digest is pinned
     (ship/pinned_digest.py: --sha256, else the registry's, else with LOCAL the local package of VARIANT)."""
+    from wasmfilter.ship.cel_rules import is_url
     from wasmfilter.ship.pinned_digest import pinned
     from wasmfilter.ship.reference import parse_reference
 
@@ -149,6 +149,8 @@ def generate(path: str | Path | None = None, *, image: str, sha256: str | None =
     ref = parse_reference(image)
     inputs = check_inputs(default_name=manifest.name, kind=kind, name=name,
                           security_relevant=manifest.security_relevant, **options)
+    if not is_url(f"oci://{ref}"):  # the CRDs' url rule, before the registry is asked
+        raise UsageError(f"--image '{image}' does not make a valid oci:// URL", fix="use HOST[:PORT]/NAME[:TAG]")
     sha = pinned(ref, manifest.directory, sha256=sha256, use_local=local, variant=variant, wasm=wasm,
                  insecure=insecure, username=username, password=password, docker_config=docker_config)
     return render(objects(manifest, image, sha256=sha, inputs=inputs))
