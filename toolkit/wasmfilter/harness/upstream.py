@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
@@ -59,9 +60,7 @@ def _handler(name: str, rules: Sequence[AnswerRule] = ()) -> type[BaseHTTPReques
                 # SO_LINGER 0: close() sends a TCP reset; nothing more is written on this connection.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.close_connection = True
-                self.wfile.close()
-                self.rfile.close()
-                self.connection.close()
+                os.close(self.connection.detach())  # the socket object is left without a descriptor to reuse
                 return
             payload = answer.body_bytes()
             self.send_response_only(answer.status)
