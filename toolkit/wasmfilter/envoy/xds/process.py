@@ -1,4 +1,5 @@
-"""The xDS server in a child process of its own (multiprocessing, spawn), driven over a pipe: `XdsProcess` has the
+"""The xDS server in a child process of its own (`python -m wasmfilter.envoy.xds.process FD HOST PORT`, in a session
+of its own so a terminal's Ctrl-C reaches only its owner), driven over a socket pair: `XdsProcess` has the
 server's API (start/stop, push, wait, apply, pushes) while grpcio and envoy-data-plane load only in the child.
 
 Why a process: grpcio installs fork handlers and keeps threads; a process that runs a gRPC server and then forks
@@ -9,7 +10,9 @@ told to, or when the pipe closes (its parent died, however)."""
 
 from __future__ import annotations
 
-import multiprocessing
+import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -22,6 +25,19 @@ from wasmfilter.errors import XdsError
 START_TIMEOUT = 60.0
 
 
+def check_port(host: str, port: int) -> None:
+    """A busy fixed PORT as the server's own error, before anything slow (a build, a pull) starts."""
+    if port == 0:
+        return
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise XdsError(f"the xDS server cannot listen on {host}:{port} ({e.strerror})",
+                           fix="pick another port, or 0 for a free one, or stop what holds it") from e
+
+
 class XdsProcess:
     """`with XdsProcess() as xds: xds.apply(resource)`; PORT 0 takes a free one, a busy port is one error."""
 
@@ -31,7 +47,7 @@ class XdsProcess:
         self.pushes: list[Push] = []
         self._by_version: dict[str, Push] = {}
         self._conn: Connection | None = None
-        self._child: Any = None
+        self._child: subprocess.Popen[bytes] | None = None
         self._send_lock = threading.Lock()
         self._replies: list[tuple[Any, ...]] = []
         self._reply = threading.Condition()
@@ -44,12 +60,17 @@ class XdsProcess:
         return f"{self.host}:{self.port}"
 
     def start(self) -> Self:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._child = ctx.Process(target=_child_main, args=(child, self.host, self.port), daemon=True,
-                                  name="wasmfilter-xds")
-        self._child.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        try:
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "wasmfilter.envoy.xds.process", str(theirs.fileno()), self.host,
+                 str(self.port)], pass_fds=(theirs.fileno(),), start_new_session=True)
+        except OSError as e:
+            ours.close()
+            raise XdsError(f"cannot start the xDS server process: {e}", fix="check the Python installation") from e
+        finally:
+            theirs.close()
+        parent = Connection(ours.detach())
         self._conn = parent
         if not parent.poll(START_TIMEOUT):
             self.stop()
@@ -76,10 +97,11 @@ class XdsProcess:
             except OSError:
                 pass
         if self._child is not None:
-            self._child.join(10)
-            if self._child.is_alive():
+            try:
+                self._child.wait(10)
+            except subprocess.TimeoutExpired:
                 self._child.kill()
-                self._child.join()
+                self._child.wait()
             self._child = None
         if conn is not None:
             conn.close()
@@ -149,7 +171,8 @@ class XdsProcess:
 
 
 def _child_main(conn: Connection, host: str, port: int) -> None:
-    """The child: run the gRPC server, apply pushes from the pipe, report each outcome back."""
+    """The child: run the gRPC server, apply pushes from the socket, report each outcome back; end on "stop" or when
+    the socket closes (the owner is gone, however it ended)."""
     from wasmfilter.envoy.xds.server import XdsServer
 
     lock = threading.Lock()
@@ -196,3 +219,7 @@ def _child_main(conn: Connection, host: str, port: int) -> None:
             threading.Thread(target=report, args=(push,), daemon=True).start()
     finally:
         server.stop()
+
+
+if __name__ == "__main__":
+    _child_main(Connection(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
