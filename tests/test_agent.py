@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AUTH, assert_one_line_error, run_cli
+from tests.test_ecds import ALICE, status
 from wasmfilter.errors import RegistryError
-from wasmfilter.harness.client import Client
 from wasmfilter.harness.ecds import EcdsStack
-from wasmfilter.harness.scenario import Request
 from wasmfilter.harness.stack import StackSpec
 from wasmfilter.harness.swaps import with_custom_section
 from wasmfilter.manifest import load_manifest
@@ -25,7 +24,6 @@ from wasmfilter.ship.transfer import push_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/usr/bin/docker-registry").exists(),
                                                    reason="docker-registry not installed (make toolchain)")]
-ALICE = Request(path="/orders", headers={"x-api-key": "alice-secret"})
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +49,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def status(url: str, request: Request) -> int:
-    client = Client(url)
-    try:
-        return client.send(request).status
-    finally:
-        client.close()
 
 
 def test_agent_delivers_verifies_caches_and_keeps_the_last_good_filter(registry, images, frozen_auth_build,

@@ -13,7 +13,8 @@ from tests.conftest import AUTH
 from wasmfilter.build.cargo import build
 from wasmfilter.envoy.standalone import bootstrap_for
 from wasmfilter.envoy.validate import validate_text
-from wasmfilter.envoy.xds.server import ACKED, NACKED, XdsServer
+from wasmfilter.envoy.xds.process import XdsProcess
+from wasmfilter.envoy.xds.server import ACKED, NACKED
 from wasmfilter.errors import PushRejected, UsageError, XdsError
 from wasmfilter.harness.client import Client
 from wasmfilter.harness.ecds import EcdsStack
@@ -105,7 +106,7 @@ def test_busy_port_is_one_clear_error() -> None:
         holder.listen()
         port = holder.getsockname()[1]
         with pytest.raises(XdsError, match=f"cannot listen on 127.0.0.1:{port}"):
-            XdsServer(port=port).start()
+            XdsProcess(port=port).start()
 
 
 def test_push_without_envoy_times_out_with_the_reason() -> None:
@@ -113,9 +114,16 @@ def test_push_without_envoy_times_out_with_the_reason() -> None:
 
     resource = WasmResource(name="f", root_id="f", vm_id="f", wasm_path=Path("/x.wasm"), sha256="0" * 64,
                             plugin_config={})
-    with XdsServer() as xds:
+    with XdsProcess() as xds:
         with pytest.raises(XdsError, match="no answer within 0.2 s .no Envoy connected"):
-            xds.apply("f", resource.encode(), timeout=0.2)
+            xds.apply(resource, timeout=0.2)
+
+
+def test_the_test_process_never_loads_grpc() -> None:
+    # gRPC lives in the xDS server's own process: forks of Envoy from this one stay safe (envoy/xds/process.py).
+    import sys
+
+    assert "grpc" not in sys.modules and "envoy_data_plane" not in sys.modules
 
 
 def test_ecds_bootstrap_passes_envoy_validate() -> None:

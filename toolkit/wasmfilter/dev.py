@@ -6,6 +6,7 @@ plane, Envoy and echo upstreams come from harness/ecds.py; Ctrl-C (KeyboardInter
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ from typing import Any
 from wasmfilter.build.cargo import build
 from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
+from wasmfilter.envoy.xds.process import check_port
 from wasmfilter.errors import CargoBuildError, WasmfilterError
 from wasmfilter.harness.ecds import EcdsStack
 from wasmfilter.harness.stack import StackSpec
@@ -59,6 +61,7 @@ class DevSession:
         self.manifest: Manifest = load_manifest(path)
         self.live: EcdsStack | None = None
         self.cycles: list[Cycle] = []
+        self._snapshot: dict[Path, float] = {}
 
     def config(self, manifest: Manifest) -> Any:
         return plugin_config(manifest.config, config_file=self.config_file, sets=self.sets)
@@ -67,6 +70,8 @@ class DevSession:
         """Build, start the control plane, Envoy and upstreams, push the first filter: any failure here is an error
         (there is no last good filter yet)."""
         started = time.perf_counter()
+        self._snapshot = self.sources()  # edits made before the watcher runs are caught up with (run())
+        check_port("127.0.0.1", self.xds_port)
         result = build(self.manifest.crate_dir)
         binary = resolve(self.envoy_version or self.manifest.envoy_version)
         spec = StackSpec(manifest=self.manifest, wasm_path=result.wasm, plugin_config=self.config(self.manifest),
@@ -78,7 +83,6 @@ class DevSession:
         self.say(f"  listener  {self.live.url}")
         self.say(f"  admin     {self.live.stack.envoy.admin.url}")
         self.say(f"  xds       {self.live.xds.address} (ADS; the filter is ECDS resource '{self.manifest.name}')")
-        self.say(f"  watching  {self.manifest.crate_dir} and {self.manifest.directory / 'filter.yaml'}; Ctrl-C stops")
         self.rerun_scenarios()
         return self
 
@@ -86,6 +90,18 @@ class DevSession:
         if self.live is not None:
             self.live.stop()
             self.live = None
+
+    def sources(self) -> dict[Path, float]:
+        """The watched files and their modification times."""
+        found: dict[Path, float] = {}
+        for root in self.watch_paths():
+            for folder, dirs, files in os.walk(root):
+                dirs[:] = [d for d in dirs if d not in ("target", ".git")]
+                for name in files:
+                    path = Path(folder) / name
+                    if watched(path.relative_to(root)):
+                        found[path] = path.stat().st_mtime
+        return found
 
     def watch_paths(self) -> list[Path]:
         return sorted({self.manifest.crate_dir.resolve(), self.manifest.directory.resolve()})
@@ -156,10 +172,18 @@ class DevSession:
         timer = threading.Timer(duration, stop.set) if duration else None
         if timer:
             timer.start()
+        announced = False
         try:
             for changes in watchfiles.watch(*self.watch_paths(), watch_filter=lambda _c, p: watched(Path(p)),
-                                            stop_event=stop, step=20, rust_timeout=500, yield_on_timeout=False):
+                                            stop_event=stop, step=20, rust_timeout=200, yield_on_timeout=True):
                 paths = [Path(p) for _, p in changes]
+                if not announced:  # the watcher runs now: say so, and catch up with edits made before it did
+                    announced = True
+                    now = self.sources()
+                    paths += [p for p, mtime in now.items() if self._snapshot.get(p) != mtime and p not in paths]
+                    self.say(f"  watching  {', '.join(str(p) for p in self.watch_paths())}; Ctrl-C stops")
+                if not paths:
+                    continue
                 times = [p.stat().st_mtime for p in paths if p.exists()]
                 self.cycle(paths, max(times) if times else None)
         finally:

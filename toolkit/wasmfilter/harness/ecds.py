@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from wasmfilter.envoy.binary import EnvoyBinary
+from wasmfilter.envoy.xds.process import XdsProcess
 from wasmfilter.envoy.xds.resources import ModuleStore, WasmResource
-from wasmfilter.envoy.xds.server import Push, XdsServer
+from wasmfilter.envoy.xds.server import Push
 from wasmfilter.errors import UsageError
 from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 
@@ -36,7 +37,7 @@ class EcdsStack:
         self.xds_port = xds_port
         self.push_timeout = push_timeout
         self.initial_push = initial_push
-        self.xds: XdsServer | None = None
+        self.xds: XdsProcess | None = None
         self.stack: Stack | None = None
         self.modules: ModuleStore | None = None
         self.wasm_path: Path | None = None  # the last good module (in the store)
@@ -51,7 +52,7 @@ class EcdsStack:
 
     def start(self) -> Self:
         try:
-            self.xds = self._closer.enter_context(XdsServer(port=self.xds_port))
+            self.xds = self._closer.enter_context(XdsProcess(port=self.xds_port))
             workdir = Path(tempfile.mkdtemp(prefix="wasmfilter-ecds-"))
             self._closer.callback(shutil.rmtree, workdir, True)
             self.modules = ModuleStore(workdir / "modules")
@@ -96,7 +97,6 @@ class EcdsStack:
 
     def push_resource(self, resource: WasmResource, *, timeout: float | None = None) -> Push:
         assert self.xds is not None
-        done = self.xds.apply(resource.name, resource.encode(), resource.describe(),
-                              timeout=self.push_timeout if timeout is None else timeout)
+        done = self.xds.apply(resource, timeout=self.push_timeout if timeout is None else timeout)
         self.wasm_path, self.sha256, self.plugin_config = resource.wasm_path, resource.sha256, resource.plugin_config
         return done

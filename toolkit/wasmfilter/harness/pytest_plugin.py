@@ -25,7 +25,7 @@ from wasmfilter.errors import ScenarioFailed
 from wasmfilter.harness import scenario
 from wasmfilter.harness.checks import run_case
 from wasmfilter.harness.client import Client
-from wasmfilter.harness.runner import features_for, stack_spec
+from wasmfilter.harness.runner import NO_PUSH, features_for, stack_spec
 from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import MANIFEST_NAME, Manifest, load_manifest
@@ -33,6 +33,7 @@ from wasmfilter.settings import current
 
 if TYPE_CHECKING:  # pragma: no cover
     from wasmfilter.harness.docker import DockerSession
+    from wasmfilter.harness.ecds import EcdsStack
 
 _BUILDS_KEY = pytest.StashKey[dict[tuple[str, tuple[str, ...]], BuildResult]]()
 _DOCKER_KEY = pytest.StashKey[list["DockerSession"]]()
@@ -113,6 +114,8 @@ class ScenarioBackend(pytest.Collector):
         self.backend = backend
         self.stack: Stack | None = None
         self.client: Client | None = None
+        self.pusher: Callable[[scenario.Case], list[str]] | None = None  # files with push steps (harness/pushes.py)
+        self.live: EcdsStack | None = None
         if backend == "docker":
             self.add_marker(pytest.mark.docker)
 
@@ -123,14 +126,33 @@ class ScenarioBackend(pytest.Collector):
     def setup(self) -> None:
         manifest = load_manifest(self.path.parent.parent)
         wasm = cached_build(self.config, manifest.crate_dir, features_for(manifest, self.sfile)).wasm
+        if self.sfile.has_pushes:
+            self._setup_ecds(manifest, wasm)
+            return
         self.stack = start_stack(stack_spec(manifest, self.sfile, wasm), backend=self.backend,
                                  binary=_binary(self.config, manifest),
                                  options=backend_options(self.config, self.backend))
         self.client = self.stack.client()
 
+    def _setup_ecds(self, manifest: Manifest, wasm: Path) -> None:
+        from wasmfilter.harness.ecds import EcdsStack
+        from wasmfilter.harness.pushes import Pusher
+
+        live = EcdsStack(stack_spec(manifest, self.sfile, wasm), binary=_binary(self.config, manifest),
+                         backend=self.backend, options=backend_options(self.config, self.backend)).start()
+        assert live.stack is not None
+        self.live, self.stack = live, live.stack
+        self.client = self.stack.client()
+        self.pusher = Pusher(live, self.sfile, lambda features: cached_build(self.config, manifest.crate_dir,
+                                                                             features).wasm,
+                             manifest.test_features).run
+
     def teardown(self) -> None:
         if self.client is not None:
             self.client.close()
+        if self.live is not None:
+            self.live.stop()
+            self.live = self.stack = None
         if self.stack is not None:
             self.stack.stop()
             self.stack = None
@@ -145,8 +167,11 @@ class ScenarioCase(pytest.Item):
         parent: ScenarioBackend = self.parent  # type: ignore[assignment]
         assert parent.stack is not None and parent.client is not None
         stack = parent.stack
-        problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client, connect=stack.connect,
-                               clock=stack.clock)
+        if self.case.push is not None:
+            problems = parent.pusher(self.case) if parent.pusher else [NO_PUSH]
+        else:
+            problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client,
+                                   connect=stack.connect, clock=stack.clock)
         if problems:
             logs = stack.envoy.logs()
             raise ScenarioFailed(f"scenario case '{self.name}' failed", problems=problems,

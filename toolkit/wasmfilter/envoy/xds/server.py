@@ -8,7 +8,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
@@ -43,9 +43,9 @@ class Push:
         """Push to ACK/NACK."""
         return (self.finished or time.perf_counter()) - self.started
 
-    def settle(self, state: str, detail: str = "") -> None:
+    def settle(self, state: str, detail: str = "", finished: float | None = None) -> None:
         if self.state == PENDING:
-            self.state, self.error_detail, self.finished = state, detail, time.perf_counter()
+            self.state, self.error_detail, self.finished = state, detail, finished or time.perf_counter()
             self.done.set()
 
 
@@ -56,6 +56,21 @@ class _Stream:
     names: set[str] | None = None
     sent: dict[str, list[Push]] = field(default_factory=dict)
     node: str = ""
+
+
+def wait_for(push: Push, timeout: float, *, connected: Callable[[], bool]) -> Push:
+    """PUSH once Envoy answered it; PushRejected (Envoy's reason, one line) on a NACK, XdsError without an answer."""
+    if not push.done.wait(timeout):
+        who = "the connected Envoy" if connected() else "no Envoy connected to it"
+        raise XdsError(f"push of {push.description} (version {push.version}) got no answer within {timeout:g} s "
+                       f"({who})", fix="check that Envoy is running with this server in its bootstrap")
+    if push.state == NACKED:
+        raise PushRejected(f"Envoy rejected {push.description} (version {push.version}): {push.error_detail}",
+                           fix="the last good filter keeps serving; fix the module or its config and push again")
+    if push.state == SUPERSEDED:
+        raise XdsError(f"push of {push.description} (version {push.version}) was superseded by a newer one",
+                       fix="wait for each push before the next")
+    return push
 
 
 def one_line(text: str) -> str:
@@ -140,22 +155,12 @@ class XdsServer:
 
     def wait(self, push: Push, timeout: float = 30.0) -> Push:
         """PUSH once Envoy answered it; PushRejected (Envoy's reason, one line) on a NACK."""
-        if not push.done.wait(timeout):
-            who = "the connected Envoy" if self._connected.is_set() else "no Envoy connected to it"
-            raise XdsError(f"push of {push.description} (version {push.version}) got no answer within {timeout:g} s "
-                           f"({who})", fix="check that Envoy is running with this server in its bootstrap")
-        if push.state == NACKED:
-            raise PushRejected(f"Envoy rejected {push.description} (version {push.version}): {push.error_detail}",
-                               fix="the last good filter keeps serving; fix the module or its config and push again")
-        if push.state == SUPERSEDED:
-            raise XdsError(f"push of {push.description} (version {push.version}) was superseded by a newer one",
-                           fix="wait for each push before the next")
-        return push
+        return wait_for(push, timeout, connected=self._connected.is_set)
 
     def apply(self, name: str, resource: AnyMessage, description: str = "", timeout: float = 30.0) -> Push:
         return self.wait(self.push(name, resource, description), timeout)
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
+    def wait_connected(self, timeout: float | None = 10.0) -> bool:
         return self._connected.wait(timeout)
 
     # ------------------------------------------------------------------------------------------ the stream
