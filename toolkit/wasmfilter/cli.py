@@ -259,7 +259,8 @@ def drift(envoy_version: str = typer.Option("all", "--envoy-version", help="all,
         table.add_row(row, *values)
     out.print(table)
     if report.errors:
-        raise typer.Exit(1)
+        raise UsageError(f"{len(report.errors)} version(s) could not be probed: {', '.join(report.errors)}",
+                         fix="see the line of each above")
 
 
 @app.command()
