@@ -20,7 +20,7 @@ APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-lib
 # And on the emulator: every case's verdict must agree with Envoy's (docs/emulator.md).
 WASMFILTER_BACKENDS ?= process,docker,emulator
 
-.PHONY: help setup toolchain venv demo test test-rust test-python lint lint-python lint-rust bench clean images \
+.PHONY: help setup toolchain venv demo test test-rust test-python lint lint-python lint-rust bench clean images envoy-versions \
 	compose-up compose-down
 
 help:
@@ -73,8 +73,13 @@ test-rust: setup
 	$(WF) unittest filters --no-clippy
 	$(WF) unittest examples/callout --no-clippy
 
-test-python: setup
+test-python: setup envoy-versions
 	WASMFILTER_BACKENDS=$(WASMFILTER_BACKENDS) $(PY) -m pytest
+
+# The Envoy of each minor 1.36..pinned (newest patch with V8) in the cache, before the version matrix tests run;
+# a second run reads the cache (docs/portability.md).
+envoy-versions: setup
+	$(WF) versions all
 
 bench: setup
 	$(WF) bench --all

@@ -69,16 +69,20 @@ def build(path: Optional[Path] = PathArg,
 
 @app.command()
 def check(wasm: Path = typer.Argument(..., help="The .wasm module to lint."),
-          strict: bool = typer.Option(False, "--strict", help="Fail on warnings too (calls that fail at run time).")
+          strict: bool = typer.Option(False, "--strict", help="Fail on warnings too (calls that fail at run time)."),
+          envoy_version: Optional[str] = typer.Option(None, "--envoy-version", help="Also against what this Envoy "
+                                                      "version's host provides (imports, foreign functions).")
           ) -> None:
     """ABI lint: would Envoy's proxy-wasm host load this module? Says why not, in a sentence."""
     from wasmfilter.build import abi
 
-    report = abi.check(wasm, strict=strict)
+    report = abi.check(wasm, strict=strict, envoy_version=envoy_version)
     for warning in report.warnings:
         err.print(f"warning: {wasm} {warning}")
     out.print(f"{wasm}: loads in Envoy ({report.abi_version}, {len(report.imports)} imports, "
               f"{len(report.exports)} exports)")
+    if report.host:
+        out.print(f"  {report.host}", markup=False)
 
 
 @app.command()
@@ -285,7 +289,8 @@ def drift(envoy_version: str = typer.Option("all", "--envoy-version", help="all,
         table.add_row(row, *values)
     out.print(table)
     if report.errors:
-        raise typer.Exit(1)
+        raise UsageError(f"{len(report.errors)} version(s) could not be probed: {', '.join(report.errors)}",
+                         fix="see the line of each above")
 
 
 @app.command()

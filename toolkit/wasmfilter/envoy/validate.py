@@ -17,14 +17,19 @@ def validate(config: str | Path, binary: EnvoyBinary | None = None) -> str:
     path = Path(config)
     if not path.is_file():
         raise ConfigInvalidError(f"'{path}' does not exist", fix="write one with `wasmfilter config -o FILE`")
-    out = subprocess.run([str(binary.path), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id",
-                          "-l", "warning", "--component-log-level", "wasm:info"],
-                         capture_output=True, text=True, timeout=120)
-    text = out.stdout + out.stderr
-    if out.returncode != 0:
+    returncode, text = validate_output(path, binary)
+    if returncode != 0:
         raise ConfigInvalidError(f"Envoy rejected '{path}': {envoy_reason(text)}",
                                  fix="fix the field Envoy names", detail=tail(text, 30))
     return text.strip().splitlines()[-1] if text.strip() else "OK"
+
+
+def validate_output(path: Path, binary: EnvoyBinary) -> tuple[int, str]:
+    """`envoy --mode validate -c PATH`: its exit code and everything it printed (the Wasm modules' logs included)."""
+    out = subprocess.run([str(binary.path), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id",
+                          "-l", "warning", "--component-log-level", "wasm:info"],
+                         capture_output=True, text=True, timeout=120)
+    return out.returncode, out.stdout + out.stderr
 
 
 def envoy_reason(log: str) -> str:

