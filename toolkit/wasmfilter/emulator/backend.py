@@ -16,6 +16,7 @@ import yaml
 
 from wasmfilter.emulator.codes import LogLevel
 from wasmfilter.emulator.host import FilterHost, Plugin
+from wasmfilter.emulator.metrics import PREFIX
 from wasmfilter.emulator.routes import NeedsEnvoy, RouteTable
 from wasmfilter.emulator.stream import Request
 from wasmfilter.envoy.admin import Admin
@@ -25,6 +26,7 @@ from wasmfilter.harness.checks import CaseClock
 from wasmfilter.harness.client import Client, Response
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wasmfilter.harness.scenario import Case
     from wasmfilter.harness.scenario import Request as ScenarioRequest
     from wasmfilter.harness.stack import Stack, StackSpec
 
@@ -177,4 +179,15 @@ def emulator_stack(spec: StackSpec) -> Stack:
 
     clock = CaseClock(monotonic=lambda: host.clock.now_ns / 1e9, sleep=sleep)
     envoy = EmulatedEnvoy(host, time.perf_counter() - started)
-    return Stack(envoy, list(spec.manifest.upstreams), ExitStack(), connect=connect, clock=clock)
+    stack = Stack(envoy, list(spec.manifest.upstreams), ExitStack(), connect=connect, clock=clock)
+    stack.needs_envoy = needs_envoy
+    return stack
+
+
+def needs_envoy(case: Case) -> str | None:
+    """Why CASE cannot be judged without Envoy (it expects one of Envoy's own stats), else None."""
+    own = [name for name in case.expect.stats if not name.startswith(PREFIX)]
+    if own:
+        return (f"needs Envoy: stat '{own[0]}' is Envoy's own, the emulator keeps only the filter's "
+                f"({PREFIX}*); run this file with --backend process")
+    return None

@@ -145,8 +145,9 @@ class ScenarioCase(pytest.Item):
         parent: ScenarioBackend = self.parent  # type: ignore[assignment]
         assert parent.stack is not None and parent.client is not None
         stack = parent.stack
-        problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client, connect=stack.connect,
-                               clock=stack.clock)
+        needs = stack.needs_envoy(self.case)
+        problems = [needs] if needs else run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client,
+                                                  connect=stack.connect, clock=stack.clock)[0]
         if problems:
             logs = stack.envoy.logs()
             raise ScenarioFailed(f"scenario case '{self.name}' failed", problems=problems,

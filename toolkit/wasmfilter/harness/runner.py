@@ -79,8 +79,9 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
                 continue
             start = time.perf_counter()
             try:
-                problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client, connect=stack.connect,
-                                           clock=stack.clock)
+                needs = stack.needs_envoy(case)
+                problems, count = ([needs], 0) if needs else run_case(
+                    case, stack.url, stack.envoy.admin.stats, client, connect=stack.connect, clock=stack.clock)
             except OSError as e:
                 problems, count = [f"request failed: {e}"], 0
                 client.close()
