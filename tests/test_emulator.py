@@ -288,3 +288,37 @@ def test_log_level_filters_lines(filter_host):
     host = filter_host(REPO / "filters/auth", log_level=LogLevel.WARN)
     host.http(path="/orders")
     assert not host.log_messages(LogLevel.INFO)
+
+
+# --- the scenario backend -------------------------------------------------------------------------------------
+
+def test_a_case_expecting_envoys_own_stats_is_reported_as_needing_envoy(tmp_path):
+    from wasmfilter.harness.runner import run_scenarios
+
+    file = tmp_path / "envoy_stats.yaml"
+    file.write_text("cases:\n  - name: counts a 2xx\n    request: {path: /}\n"
+                    "    expect: {status: 200, stats: {http.ingress.downstream_rq_2xx: 1}}\n"
+                    "  - name: plain\n    request: {path: /}\n    expect: {status: 200}\n")
+    report = run_scenarios(REPO / "filters/blank", files=[file], backend="emulator")
+    first, second = report.results
+    assert first.problems == ["needs Envoy: stat 'http.ingress.downstream_rq_2xx' is Envoy's own, the emulator "
+                              "keeps only the filter's (wasmcustom.*); run this file with --backend process"]
+    assert second.passed
+
+
+def test_a_route_table_the_emulator_cannot_reproduce_is_named():
+    from wasmfilter.emulator.routes import NeedsEnvoy, RouteTable
+    from wasmfilter.envoy.bootstrap import Bootstrap, Upstream
+
+    text = Bootstrap(upstreams=[Upstream("a", "127.0.0.1", 1)],
+                     routes=['- match: {prefix: "/"}\n  direct_response: {status: 200}']).render()
+    with pytest.raises(NeedsEnvoy, match="the route table uses direct_response"):
+        RouteTable.from_bootstrap(text)
+
+
+def test_run_refuses_the_emulator_backend():
+    from wasmfilter.errors import UsageError
+    from wasmfilter.interactive import run_interactive
+
+    with pytest.raises(UsageError, match="no listener"):
+        run_interactive(REPO / "filters/blank", backend="emulator")

@@ -11,6 +11,7 @@ from wasmfilter.build.cargo import build
 from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
 from wasmfilter.envoy.protocol import filter_log_lines
+from wasmfilter.errors import UsageError
 from wasmfilter.harness.stack import BackendOptions, StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 
@@ -18,6 +19,9 @@ from wasmfilter.manifest import load_manifest
 def run_interactive(path: str | Path | None = None, *, envoy_version: str | None = None, backend: str = "process",
                     port: int = 0, allow_fail_open: bool = False, duration: float | None = None,
                     options: BackendOptions | None = None) -> None:
+    if backend == "emulator":
+        raise UsageError("the emulator backend has no listener to send requests to",
+                         fix="use `wasmfilter test --backend emulator`; `run` needs --backend process or docker")
     manifest = load_manifest(path)
     with console.progress("building with cargo") as step:
         result = build(manifest.crate_dir, progress=step)

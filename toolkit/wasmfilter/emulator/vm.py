@@ -74,7 +74,7 @@ _HOST_FUNCS: dict[int, tuple[Callable[..., Any], list[bool]]] = {}
 _next_host_func = [1]
 
 
-@ffi.wasmtime_func_callback_t  # type: ignore[untyped-decorator]
+@ffi.wasmtime_func_callback_t
 def _trampoline(idx: int | None, caller: Any, params: Any, nparams: int, results: Any, nresults: int) -> int | None:
     """Host functions' entry from wasm: raw i32/i64 arguments in, one i32 out (every proxy-wasm host function's
     shape), a Python exception handed to wasmtime-py's own mechanism so the call raises it."""
@@ -85,7 +85,7 @@ def _trampoline(idx: int | None, caller: Any, params: Any, nparams: int, results
             results[0].kind = ffi.WASMTIME_I32.value
             results[0].of.i32 = int(out) & 0xFFFFFFFF
         return 0
-    except BaseException as e:
+    except Exception as e:
         wasmtime._func.LAST_EXCEPTION = e
         trap = wasmtime.Trap("python exception")._consume()
         return ctypes.cast(trap, ctypes.c_void_p).value
@@ -127,14 +127,14 @@ class GuestFunc:
 
     def __call__(self, *args: int) -> int | None:
         n = len(self._kinds)
-        params = (ffi.wasmtime_val_t * n)()
+        params: Any = (ffi.wasmtime_val_t * n)()
         for i, (kind, value) in enumerate(zip(self._kinds, args)):
             params[i].kind = kind
             if kind == self._i64:
                 params[i].of.i64 = value
             else:
                 params[i].of.i32 = value
-        results = (ffi.wasmtime_val_t * max(self._nresults, 1))()
+        results: Any = (ffi.wasmtime_val_t * max(self._nresults, 1))()
         trap = ctypes.POINTER(ffi.wasm_trap_t)()
         error = ffi.wasmtime_func_call(self._context, self._ref, params, n, results, self._nresults,
                                        ctypes.byref(trap))
