@@ -188,6 +188,17 @@ def test_http_call_to_an_unknown_cluster_is_bad_argument():
     assert host.http(path="/x").status == 500
 
 
+def test_grpc_call_answer_and_failure():
+    host = FilterHost.load(wat("grpc.wat"), clusters=["default", "authz"])
+    rule = host.answer("authz", path="/pkg.Authz/Check", body=b"ok")
+    assert host.http(path="/x").status == 200
+    call = host.callouts.calls[0]
+    assert (call.kind, call.cluster, call.token, call.body) == ("grpc", "authz", 1, b"req")
+    rule.answer.grpc_status = 7  # PERMISSION_DENIED: proxy_on_grpc_close
+    assert host.http(path="/x").status == 403
+    assert host.callouts.calls[1].token == 3, "gRPC call tokens are odd"
+
+
 def test_ticks_fire_on_the_test_clock():
     host = FilterHost.load(callout_module(), clusters=["default", "scripted"])
     host.advance(3.5)
