@@ -31,7 +31,7 @@ class GuestMemory:
         """The host address of guest address PTR (memory may move when it grows: asked every time)."""
         if ptr < 0 or size < 0 or ptr + size > ffi.wasmtime_memory_data_size(self._context, self._ref):
             raise OutOfBounds(f"{size} bytes at {ptr}")
-        base = ctypes.cast(ffi.wasmtime_memory_data(self._context, self._ref), ctypes.c_void_p).value or 0
+        base = ctypes.addressof(ffi.wasmtime_memory_data(self._context, self._ref).contents)
         return base + ptr
 
     def read(self, ptr: int, size: int) -> bytes:

@@ -161,7 +161,7 @@ class Stream:
             return True
         result = self.worker.call_http(self, "proxy_" + name, *args)
         if self.trap is not None:
-            return False
+            return self.filter_skipped  # FAIL_OPEN goes on without the filter; otherwise the stream ended
         action = Action(result) if result is not None and result in Action._value2member_map_ else Action.CONTINUE
         if result is not None:
             self.actions.setdefault(name, []).append(action)
@@ -262,8 +262,13 @@ class Stream:
         self._steps.append(self._finish)
 
     def fail(self, trap: WasmTrap) -> None:
-        """A trap in this stream's callback: Envoy answers 503 with an empty body and calls nothing more."""
+        """A trap in this stream's callback (cpp-host's CHECK_FAIL_HTTP after the call): under FAIL_OPEN the stream
+        goes on without the filter; otherwise Envoy answers 503 with an empty body and calls nothing more."""
         self.trap = trap
+        if self.worker.host.plugin.failure_policy == "FAIL_OPEN":
+            self.filter_skipped = True
+            self.waiting = None
+            return
         self._steps.clear()
         self.waiting = None
         self.response = self.worker.host.failure_response()
