@@ -334,3 +334,11 @@ def test_run_refuses_the_emulator_backend():
 
     with pytest.raises(UsageError, match="no listener"):
         run_interactive(REPO / "filters/blank", backend="emulator")
+
+
+def test_verdict_differences_are_listed_per_case():
+    from wasmfilter.emulator.equivalence import differences
+
+    verdicts = {("a.yaml", "one"): {"emulator": "passed", "process": "passed", "docker": "failed"},
+                ("a.yaml", "two"): {"process": "passed"}}
+    assert differences(verdicts) == (2, ["a.yaml :: one: emulator passed, docker failed"])

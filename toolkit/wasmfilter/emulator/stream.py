@@ -62,6 +62,7 @@ class Response:
 
 
 Upstream = Callable[[UpstreamRequest], Response]
+_ACTIONS = {a.value: a for a in Action}
 
 
 class Stream:
@@ -162,7 +163,7 @@ class Stream:
         result = self.worker.call_http(self, "proxy_" + name, *args)
         if self.trap is not None:
             return self.filter_skipped  # FAIL_OPEN goes on without the filter; otherwise the stream ended
-        action = Action(result) if result is not None and result in Action._value2member_map_ else Action.CONTINUE
+        action = _ACTIONS.get(result or 0, Action.CONTINUE)
         if result is not None:
             self.actions.setdefault(name, []).append(action)
         if self.reset:

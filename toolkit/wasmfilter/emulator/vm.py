@@ -80,7 +80,7 @@ def _trampoline(idx: int | None, caller: Any, params: Any, nparams: int, results
     shape), a Python exception handed to wasmtime-py's own mechanism so the call raises it."""
     try:
         func, wide = _HOST_FUNCS[idx or 0]
-        out = func(*[params[i].of.i64 if wide[i] else params[i].of.i32 for i in range(nparams)])
+        out = func(*[params[i].of.i64 if w else params[i].of.i32 for i, w in enumerate(wide)])
         if nresults:
             results[0].kind = ffi.WASMTIME_I32.value
             results[0].of.i32 = int(out) & 0xFFFFFFFF

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from wasmfilter.build.cargo import BuildResult, build
+from wasmfilter.emulator.equivalence import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401
 from wasmfilter.emulator.fixtures import filter_host  # noqa: F401 - registers the fixture
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
