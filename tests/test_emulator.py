@@ -154,6 +154,14 @@ def test_request_body_chunks_and_trailers_reach_the_upstream(filter_host):
     assert stream.request_trailers is not None and stream.request_trailers.get("x-t") == "1"
 
 
+def test_paused_body_chunks_are_buffered_and_editable():
+    host = FilterHost.load(wat("body.wat"))
+    stream = host.http(method="POST", path="/echo", chunks=[b"pi", b"ng"])
+    assert stream.actions["on_request_body"] == [Action.PAUSE, Action.CONTINUE]
+    assert host.stats()["wasmcustom.body_size"] == 4, "the last call saw the buffered body, not just its chunk"
+    assert stream.upstream is not None and stream.upstream.body == b"<ping", "set_buffer_bytes(0, 0) prepends"
+
+
 # --- callouts, pause and resume, ticks -------------------------------------------------------------------------
 
 def test_http_call_answer_decides_and_resumes_the_paused_stream():

@@ -89,6 +89,8 @@ class Stream:
         self._continue: set[StreamType] = set()
         self._steps: deque[Callable[[], None]] = deque()
         self._local_sent = False
+        self._passed_body = b""  # request body the filter let through so far
+        self._pending_response_body = b""
         self.created = False
         self.finished = False
 
@@ -192,10 +194,14 @@ class Stream:
                        phase=StreamType.REQUEST)
 
     def _body(self, chunk: bytes, end_of_stream: bool) -> None:
+        """The callback sees the buffered body plus this chunk; Continue passes it on, Pause (not at the end)
+        keeps buffering (StopIterationAndBuffer)."""
         self.request_body.data += chunk
-        before = len(self.request_body)
-        if self._callback("on_request_body", before, int(end_of_stream), phase=StreamType.REQUEST):
-            self.request_upstream_body = getattr(self, "request_upstream_body", b"") + bytes(self.request_body)
+        if not self._callback("on_request_body", len(self.request_body), int(end_of_stream),
+                              phase=StreamType.REQUEST):
+            return
+        if self.filter_skipped or self.action("on_request_body") == Action.CONTINUE:
+            self._passed_body += bytes(self.request_body)
             self.request_body = Buffer()
 
     def _trailers(self) -> None:
@@ -204,7 +210,7 @@ class Stream:
 
     def _route(self) -> None:
         assert self.request_headers is not None
-        body = getattr(self, "request_upstream_body", b"") + bytes(self.request_body)
+        body = self._passed_body + bytes(self.request_body)
         response = self.worker.host.route(self, self.request_headers, body)
         self.response_headers = HeaderMap([(":status", str(response.status)), *response.headers])
         self.response_body = Buffer()
