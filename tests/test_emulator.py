@@ -154,6 +154,14 @@ def test_request_body_chunks_and_trailers_reach_the_upstream(filter_host):
     assert stream.request_trailers is not None and stream.request_trailers.get("x-t") == "1"
 
 
+def test_paused_body_chunks_are_buffered_and_editable():
+    host = FilterHost.load(wat("body.wat"))
+    stream = host.http(method="POST", path="/echo", chunks=[b"pi", b"ng"])
+    assert stream.actions["on_request_body"] == [Action.PAUSE, Action.CONTINUE]
+    assert host.stats()["wasmcustom.body_size"] == 4, "the last call saw the buffered body, not just its chunk"
+    assert stream.upstream is not None and stream.upstream.body == b"<ping", "set_buffer_bytes(0, 0) prepends"
+
+
 # --- callouts, pause and resume, ticks -------------------------------------------------------------------------
 
 def test_http_call_answer_decides_and_resumes_the_paused_stream():
@@ -188,6 +196,17 @@ def test_http_call_to_an_unknown_cluster_is_bad_argument():
     assert host.http(path="/x").status == 500
 
 
+def test_grpc_call_answer_and_failure():
+    host = FilterHost.load(wat("grpc.wat"), clusters=["default", "authz"])
+    rule = host.answer("authz", path="/pkg.Authz/Check", body=b"ok")
+    assert host.http(path="/x").status == 200
+    call = host.callouts.calls[0]
+    assert (call.kind, call.cluster, call.token, call.body) == ("grpc", "authz", 1, b"req")
+    rule.answer.grpc_status = 7  # PERMISSION_DENIED: proxy_on_grpc_close
+    assert host.http(path="/x").status == 403
+    assert host.callouts.calls[1].token == 3, "gRPC call tokens are odd"
+
+
 def test_ticks_fire_on_the_test_clock():
     host = FilterHost.load(callout_module(), clusters=["default", "scripted"])
     host.advance(3.5)
@@ -214,7 +233,8 @@ def test_fail_closed_answers_503_afterwards(filter_host):
 
 def test_fail_open_skips_the_filter_afterwards(filter_host):
     host = filter_host(REPO / "filters/auth", features=["test-panic"], failure_policy="FAIL_OPEN")
-    host.http(path="/", headers={"x-wasmfilter-panic": "1"}, raise_on_trap=False)
+    crashed = host.http(path="/", headers={"x-wasmfilter-panic": "1"}, raise_on_trap=False)
+    assert crashed.status == 200 and crashed.trap is not None, "cpp-host: the failing call itself fails open too"
     bypass = host.http(path="/orders")
     assert bypass.status == 200 and bypass.upstream is not None, "FAIL_OPEN is a bypass of an auth filter"
 
@@ -288,3 +308,45 @@ def test_log_level_filters_lines(filter_host):
     host = filter_host(REPO / "filters/auth", log_level=LogLevel.WARN)
     host.http(path="/orders")
     assert not host.log_messages(LogLevel.INFO)
+
+
+# --- the scenario backend -------------------------------------------------------------------------------------
+
+def test_a_case_expecting_envoys_own_stats_is_reported_as_needing_envoy(tmp_path):
+    from wasmfilter.harness.runner import run_scenarios
+
+    file = tmp_path / "envoy_stats.yaml"
+    file.write_text("cases:\n  - name: counts a 2xx\n    request: {path: /}\n"
+                    "    expect: {status: 200, stats: {http.ingress.downstream_rq_2xx: 1}}\n"
+                    "  - name: plain\n    request: {path: /}\n    expect: {status: 200}\n")
+    report = run_scenarios(REPO / "filters/blank", files=[file], backend="emulator")
+    first, second = report.results
+    assert first.problems == ["needs Envoy: stat 'http.ingress.downstream_rq_2xx' is Envoy's own, the emulator "
+                              "keeps only the filter's (wasmcustom.*); run this file with --backend process"]
+    assert second.passed
+
+
+def test_a_route_table_the_emulator_cannot_reproduce_is_named():
+    from wasmfilter.emulator.routes import NeedsEnvoy, RouteTable
+    from wasmfilter.envoy.bootstrap import Bootstrap, Upstream
+
+    text = Bootstrap(upstreams=[Upstream("a", "127.0.0.1", 1)],
+                     routes=['- match: {prefix: "/"}\n  direct_response: {status: 200}']).render()
+    with pytest.raises(NeedsEnvoy, match="the route table uses direct_response"):
+        RouteTable.from_bootstrap(text)
+
+
+def test_run_refuses_the_emulator_backend():
+    from wasmfilter.errors import UsageError
+    from wasmfilter.interactive import run_interactive
+
+    with pytest.raises(UsageError, match="no listener"):
+        run_interactive(REPO / "filters/blank", backend="emulator")
+
+
+def test_verdict_differences_are_listed_per_case():
+    from wasmfilter.emulator.equivalence import differences
+
+    verdicts = {("a.yaml", "one"): {"emulator": "passed", "process": "passed", "docker": "failed"},
+                ("a.yaml", "two"): {"process": "passed"}}
+    assert differences(verdicts) == (2, ["a.yaml :: one: emulator passed, docker failed"])

@@ -11,6 +11,7 @@ from wasmfilter.build.cargo import build
 from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
 from wasmfilter.envoy.protocol import filter_log_lines
+from wasmfilter.errors import UsageError
 from wasmfilter.harness.stack import BackendOptions, StackSpec, start_stack
 from wasmfilter.manifest import load_manifest
 from wasmfilter.overrides import plugin_config
@@ -20,6 +21,9 @@ def run_interactive(path: str | Path | None = None, *, envoy_version: str | None
                     port: int = 0, allow_fail_open: bool = False, duration: float | None = None,
                     options: BackendOptions | None = None, concurrency: int = 2,
                     config_file: str | Path | None = None, sets: list[str] | None = None) -> None:
+    if backend == "emulator":
+        raise UsageError("the emulator backend has no listener to send requests to",
+                         fix="use `wasmfilter test --backend emulator`; `run` needs --backend process or docker")
     manifest = load_manifest(path)
     config = plugin_config(manifest.config, config_file=config_file, sets=sets)  # bad overrides fail before cargo
     with console.progress("building with cargo") as step:

@@ -40,9 +40,15 @@ class Context:
         s = self.stream
         if s is None:
             return None
-        return {MapType.REQUEST_HEADERS: s.request_headers, MapType.REQUEST_TRAILERS: s.request_trailers,
-                MapType.RESPONSE_HEADERS: s.response_headers, MapType.RESPONSE_TRAILERS: s.response_trailers}.get(
-            MapType(kind))
+        if kind == MapType.REQUEST_HEADERS:
+            return s.request_headers
+        if kind == MapType.REQUEST_TRAILERS:
+            return s.request_trailers
+        if kind == MapType.RESPONSE_HEADERS:
+            return s.response_headers
+        if kind == MapType.RESPONSE_TRAILERS:
+            return s.response_trailers
+        return None
 
     def readable_map(self, kind: int) -> HeaderMap | None:
         if kind <= MapType.RESPONSE_TRAILERS:

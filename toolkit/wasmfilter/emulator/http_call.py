@@ -1,6 +1,7 @@
-"""Callouts: `proxy_http_call` and `proxy_grpc_call` answered from a script instead of a network, with Envoy's rules —
-an unknown cluster or a negative timeout is BadArgument, a request without :method/:path/:authority is BadArgument,
-tokens count from 1, the answer arrives on the root context (`proxy_on_http_call_response` with the header, body and
+"""Callouts: `proxy_http_call` and `proxy_grpc_call` answered from a script instead of a network, with Envoy's
+rules — an unknown cluster or a negative timeout is BadArgument, a request without :method/:path/:authority is
+BadArgument, tokens count from 1 (gRPC: odd), gRPC's service argument is a serialised GrpcService (else
+ParseFailure), the answer arrives on the root context (`proxy_on_http_call_response` with the header, body and
 trailer counts; `proxy_on_grpc_receive` / `proxy_on_grpc_close`) after the calling callback has returned, a delayed
 answer when the test clock reaches it, a timeout as Envoy's 504 "upstream request timeout", a reset as the failure
 callback with no headers. Every call is recorded (`host.calls`); a scripted answer no call used is an error."""
@@ -92,6 +93,7 @@ class Callouts:
         self.clusters = set(clusters)
         self.calls: list[Call] = []
         self._next_token = 1
+        self._next_grpc = 1
 
     def add(self, rule: Rule) -> None:
         self.rules.append(rule)
@@ -107,10 +109,52 @@ class Callouts:
     def unused(self) -> list[Rule]:
         return [r for r in self.rules if not r.used]
 
-    def token(self) -> int:
+    def token(self, kind: str = "http") -> int:
+        """HTTP call tokens count 1, 2, 3, …; gRPC call tokens are odd (Envoy keeps even ones for streams)."""
+        if kind == "grpc":
+            token = self._next_grpc
+            self._next_grpc = (self._next_grpc + 2) % 0xFFFFFFFF
+            return token
         token = self._next_token
         self._next_token = self._next_token % 0xFFFFFFFF + 1
         return token
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def grpc_cluster(service: bytes) -> str | None:
+    """The cluster of a serialised `envoy.config.core.v3.GrpcService` (`envoy_grpc.cluster_name`, fields 1.1),
+    as Envoy parses the grpc_call's first argument; None when it is not such a message (ParseFailure)."""
+    try:
+        pos, cluster = 0, None
+        while pos < len(service):
+            tag, pos = _varint(service, pos)
+            if tag & 7 != 2:
+                return None
+            size, pos = _varint(service, pos)
+            body = service[pos:pos + size]
+            if len(body) != size:
+                return None
+            pos += size
+            if tag >> 3 == 1:
+                inner_tag, inner = _varint(body, 0)
+                if inner_tag == (1 << 3 | 2):
+                    length, inner = _varint(body, inner)
+                    cluster = body[inner:inner + length].decode("utf-8")
+        return cluster
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _pairs(data: bytes) -> list[tuple[str, str]]:
@@ -136,7 +180,9 @@ def functions(host: FilterHost) -> dict[str, Callable[..., int]]:
     def start(call: Call) -> None:
         answer = callouts.answer_for(call)
         delay_ns = int(answer.delay_s * 1e9)
-        if answer.timeout or (call.timeout_ms and delay_ns > call.timeout_ms * 1_000_000):
+        if answer.timeout and not call.timeout_ms:  # no timeout given: Envoy waits for ever
+            call.answer, delay_ns = TIMEOUT_ANSWER, 2**62
+        elif answer.timeout or (call.timeout_ms and delay_ns > call.timeout_ms * 1_000_000):
             call.answer = TIMEOUT_ANSWER
             delay_ns = call.timeout_ms * 1_000_000
         else:
@@ -166,18 +212,23 @@ def functions(host: FilterHost) -> dict[str, Callable[..., int]]:
     def grpc_call(service_ptr: int, service_size: int, service_name_ptr: int, service_name_size: int,
                   method_ptr: int, method_size: int, metadata_ptr: int, metadata_size: int, request_ptr: int,
                   request_size: int, timeout_ms: int, token_ptr: int) -> int:
-        cluster = mem().read(service_ptr, service_size).decode("utf-8", "replace")
+        cluster = grpc_cluster(mem().read(service_ptr, service_size))
         service = mem().read(service_name_ptr, service_name_size).decode("utf-8", "replace")
         method = mem().read(method_ptr, method_size).decode("utf-8", "replace")
         metadata = _pairs(mem().read(metadata_ptr, metadata_size))
         request = mem().read(request_ptr, request_size)
-        if cluster not in callouts.clusters:
-            return Result.BAD_ARGUMENT
+        if cluster is None:
+            return Result.PARSE_FAILURE
         ctx = host.context()
         headers = [(":method", "POST"), (":path", f"/{service}/{method}"), (":authority", cluster),
                    ("content-type", "application/grpc"), *metadata]
-        call = Call("grpc", callouts.token(), cluster, headers, request, timeout_ms, ctx.worker.index,
+        call = Call("grpc", callouts.token("grpc"), cluster, headers, request, timeout_ms, ctx.worker.index,
                     ctx.root_context_id)
+        if cluster not in callouts.clusters:  # Envoy skips the cluster check: the call fails, UNAVAILABLE
+            call.answer, call.due_ns = Answer(reset=True), host.clock.now_ns
+            callouts.calls.append(call)
+            mem().write_u32(token_ptr, call.token)
+            return Result.OK
         start(call)
         mem().write_u32(token_ptr, call.token)
         return Result.OK

@@ -26,6 +26,7 @@ from wasmfilter.emulator import (
 )
 from wasmfilter.emulator.codes import WASI_EFAULT, Result
 from wasmfilter.emulator.memory import OutOfBounds
+from wasmfilter.emulator.vm import define_host_func
 from wasmfilter.errors import EmulatorError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,11 +96,11 @@ def build(host: FilterHost, module: wasmtime.Module, engine: wasmtime.Engine, na
                                     "provide it either)", fix="remove the import: Envoy would refuse the module too")
             if func is None:  # Envoy has it, the emulator does not: a call (not the import) is the error
                 func = _missing(imp.name or "")
-            linker.define_func("env", imp.name or "", ty, _guard(func, i32s, Result.INVALID_MEMORY_ACCESS))
+            define_host_func(linker, "env", imp.name or "", ty, _guard(func, i32s, Result.INVALID_MEMORY_ACCESS))
         elif imp.module in WASI_MODULES:
             wfunc = wasi_funcs.get(imp.name or "") if imp.name in WASI_FUNCTIONS else None
             target = _guard(wfunc, i32s, WASI_EFAULT) if wfunc is not None else _wasi_stub(imp.name or "")
-            linker.define_func(imp.module, imp.name or "", ty, target)
+            define_host_func(linker, imp.module, imp.name or "", ty, target)
         else:
             raise EmulatorError(f"'{name}' imports {imp.module}.{imp.name}, which neither the emulator nor Envoy "
                                 "provides (only env.proxy_* and WASI preview1 exist)",

@@ -5,10 +5,12 @@ u32 count, then count × (u32 key length, u32 value length), then each key and v
 
 from __future__ import annotations
 
+import ctypes
 import struct
 from collections.abc import Callable
 
 import wasmtime
+from wasmtime import _ffi as ffi
 
 Pairs = list[tuple[bytes, bytes]]
 
@@ -22,19 +24,25 @@ class GuestMemory:
         self.store = store
         self.memory = memory
         self._malloc = malloc
+        self._context = store._context()
+        self._ref = ctypes.byref(memory._memory)
+
+    def _base(self, ptr: int, size: int) -> int:
+        """The host address of guest address PTR (memory may move when it grows: asked every time)."""
+        if ptr < 0 or size < 0 or ptr + size > ffi.wasmtime_memory_data_size(self._context, self._ref):
+            raise OutOfBounds(f"{size} bytes at {ptr}")
+        base = ctypes.addressof(ffi.wasmtime_memory_data(self._context, self._ref).contents)
+        return base + ptr
 
     def read(self, ptr: int, size: int) -> bytes:
         if size == 0:
             return b""
-        if ptr < 0 or size < 0 or ptr + size > self.memory.data_len(self.store):
-            raise OutOfBounds(f"{size} bytes at {ptr}")
-        return bytes(self.memory.read(self.store, ptr, ptr + size))
+        return ctypes.string_at(self._base(ptr, size), size)
 
     def write(self, ptr: int, data: bytes) -> None:
-        if ptr < 0 or ptr + len(data) > self.memory.data_len(self.store):
-            raise OutOfBounds(f"{len(data)} bytes at {ptr}")
+        address = self._base(ptr, len(data))
         if data:
-            self.memory.write(self.store, data, ptr)
+            ctypes.memmove(address, data, len(data))
 
     def write_u32(self, ptr: int, value: int) -> None:
         self.write(ptr, struct.pack("<I", value & 0xFFFFFFFF))

@@ -62,6 +62,7 @@ class Response:
 
 
 Upstream = Callable[[UpstreamRequest], Response]
+_ACTIONS = {a.value: a for a in Action}
 
 
 class Stream:
@@ -88,6 +89,8 @@ class Stream:
         self._continue: set[StreamType] = set()
         self._steps: deque[Callable[[], None]] = deque()
         self._local_sent = False
+        self._passed_body = b""  # request body the filter let through so far
+        self._pending_response_body = b""
         self.created = False
         self.finished = False
 
@@ -161,8 +164,8 @@ class Stream:
             return True
         result = self.worker.call_http(self, "proxy_" + name, *args)
         if self.trap is not None:
-            return False
-        action = Action(result) if result is not None and result in Action._value2member_map_ else Action.CONTINUE
+            return self.filter_skipped  # FAIL_OPEN goes on without the filter; otherwise the stream ended
+        action = _ACTIONS.get(result or 0, Action.CONTINUE)
         if result is not None:
             self.actions.setdefault(name, []).append(action)
         if self.reset:
@@ -191,10 +194,14 @@ class Stream:
                        phase=StreamType.REQUEST)
 
     def _body(self, chunk: bytes, end_of_stream: bool) -> None:
+        """The callback sees the buffered body plus this chunk; Continue passes it on, Pause (not at the end)
+        keeps buffering (StopIterationAndBuffer)."""
         self.request_body.data += chunk
-        before = len(self.request_body)
-        if self._callback("on_request_body", before, int(end_of_stream), phase=StreamType.REQUEST):
-            self.request_upstream_body = getattr(self, "request_upstream_body", b"") + bytes(self.request_body)
+        if not self._callback("on_request_body", len(self.request_body), int(end_of_stream),
+                              phase=StreamType.REQUEST):
+            return
+        if self.filter_skipped or self.action("on_request_body") == Action.CONTINUE:
+            self._passed_body += bytes(self.request_body)
             self.request_body = Buffer()
 
     def _trailers(self) -> None:
@@ -203,7 +210,7 @@ class Stream:
 
     def _route(self) -> None:
         assert self.request_headers is not None
-        body = getattr(self, "request_upstream_body", b"") + bytes(self.request_body)
+        body = self._passed_body + bytes(self.request_body)
         response = self.worker.host.route(self, self.request_headers, body)
         self.response_headers = HeaderMap([(":status", str(response.status)), *response.headers])
         self.response_body = Buffer()
@@ -262,8 +269,13 @@ class Stream:
         self._steps.append(self._finish)
 
     def fail(self, trap: WasmTrap) -> None:
-        """A trap in this stream's callback: Envoy answers 503 with an empty body and calls nothing more."""
+        """A trap in this stream's callback (cpp-host's CHECK_FAIL_HTTP after the call): under FAIL_OPEN the stream
+        goes on without the filter; otherwise Envoy answers 503 with an empty body and calls nothing more."""
         self.trap = trap
+        if self.worker.host.plugin.failure_policy == "FAIL_OPEN":
+            self.filter_skipped = True
+            self.waiting = None
+            return
         self._steps.clear()
         self.waiting = None
         self.response = self.worker.host.failure_response()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from wasmfilter.build.cargo import BuildResult, build
+from wasmfilter.emulator.equivalence import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401
 from wasmfilter.emulator.fixtures import filter_host  # noqa: F401 - registers the fixture
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
@@ -167,7 +168,10 @@ class ScenarioCase(pytest.Item):
         parent: ScenarioBackend = self.parent  # type: ignore[assignment]
         assert parent.stack is not None and parent.client is not None
         stack = parent.stack
-        if self.case.push is not None:
+        needs = stack.needs_envoy(self.case)
+        if needs:
+            problems = [needs]
+        elif self.case.push is not None:
             problems = parent.pusher(self.case) if parent.pusher else [NO_PUSH]
         else:
             problems, _ = run_case(self.case, stack.url, stack.envoy.admin.stats, parent.client,

@@ -84,7 +84,10 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
                 continue
             start = time.perf_counter()
             try:
-                if case.push is not None:
+                needs = stack.needs_envoy(case)
+                if needs:
+                    problems, count = [needs], 0
+                elif case.push is not None:
                     problems, count = (pusher(case) if pusher else [NO_PUSH]), 0
                 else:
                     problems, count = run_case(case, stack.url, stack.envoy.admin.stats, client,

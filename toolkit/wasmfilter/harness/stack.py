@@ -22,6 +22,7 @@ from wasmfilter.errors import UsageError
 from wasmfilter.harness.answers import AnswerRule
 from wasmfilter.harness.checks import CaseClock, Connect
 from wasmfilter.harness.client import Client
+from wasmfilter.harness.scenario import Case
 from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import FailurePolicy, Manifest
 
@@ -70,6 +71,8 @@ class Stack:
         # How cases reach the stack and the clock `eventually` waits on (emulator: in-process, its test clock).
         self.connect = connect
         self.clock = clock
+        # The emulator's say on a case that depends on Envoy itself (its own stats, …): the reason, else None.
+        self.needs_envoy: Callable[[Case], str | None] = lambda case: None
 
     def client(self) -> Client:
         """A new client connection to this stack."""
