@@ -11,9 +11,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: the Rust wasm toolchain fallback (rustc-web + std sources + lld + wasi-libc, see
 # docs/toolchain.md), wasm-opt, the load generator, and the OCI registry server the tests start;
-# docker-compose (v1, when the `docker compose` plugin is absent) and libc6-dev (static echo upstream image).
+# docker-compose (v1, when the `docker compose` plugin is absent) and libc6-dev (static echo upstream image);
+# llvm-22 (llvm-addr2line, llvm-cxxfilt: file:line and demangled names in crash reports, docs/fuzz.md).
 APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-libc binaryen wabt wrk \
-	docker-registry docker-compose libc6-dev
+	docker-registry docker-compose libc6-dev llvm-22
 
 # Scenario files run on both Envoy backends in `make test` (docs/docker.md); override with WASMFILTER_BACKENDS=process.
 WASMFILTER_BACKENDS ?= process,docker

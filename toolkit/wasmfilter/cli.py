@@ -24,6 +24,8 @@ EnvoyVersion = typer.Option(None, "--envoy-version", help="Envoy version from Py
 Backend = typer.Option("process", "--backend", help="Where Envoy runs: process or docker.")
 EnvoyImage = typer.Option(None, "--envoy-image", help="Docker backend: the Envoy image to use (default: official "
                           "envoyproxy/envoy if present or pullable, else the locally built one).")
+DebugInfo = typer.Option(False, "--debug-info", help="Build with the name section and DWARF line tables kept: a "
+                         "filter crash shows function names and file:line.")
 
 
 def _announce(line: str) -> None:
@@ -121,21 +123,21 @@ def validate(file: Path = typer.Argument(..., help="An Envoy config file.")) -> 
 def run(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
         port: int = typer.Option(0, "--port", help="Listener port (0: a free one)."),
         allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
-        envoy_image: Optional[str] = EnvoyImage) -> None:
+        envoy_image: Optional[str] = EnvoyImage, debug_info: bool = DebugInfo) -> None:
     """Build, start Envoy with the filter and an echo upstream, print the URLs, stream filter logs; Ctrl-C stops."""
     from wasmfilter.harness.stack import backend_options
     from wasmfilter.interactive import run_interactive
 
     with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options:
         run_interactive(path, envoy_version=envoy_version, backend=backend, port=port,
-                        allow_fail_open=allow_fail_open, options=options)
+                        allow_fail_open=allow_fail_open, options=options, debug_info=debug_info)
 
 
 @app.command()
 def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersion, backend: str = Backend,
          junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here."),
          scenario_files: list[Path] = typer.Option([], "--scenario", help="Only these scenario files."),
-         envoy_image: Optional[str] = EnvoyImage) -> None:
+         envoy_image: Optional[str] = EnvoyImage, debug_info: bool = DebugInfo) -> None:
     """Run the filter's scenario files against a real Envoy; exit 0 only if every case passes."""
     from wasmfilter.harness.checks import CaseResult
     from wasmfilter.harness.runner import run_scenarios, write_junit
@@ -159,7 +161,7 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
     with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options, \
             console.progress("running scenarios") as step:
         result = run_scenarios(path, files=scenario_files or None, backend=backend, envoy_version=envoy_version,
-                               report=report, progress=step, options=options)
+                               report=report, progress=step, options=options, debug_info=debug_info)
     if junit:
         write_junit(result, junit)
     passed = len(result.results) - len(result.failed)

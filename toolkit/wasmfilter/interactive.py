@@ -9,6 +9,7 @@ from pathlib import Path
 from wasmfilter import console
 from wasmfilter.build.cargo import build
 from wasmfilter.console import out
+from wasmfilter.envoy import crash
 from wasmfilter.envoy.binary import resolve
 from wasmfilter.envoy.protocol import filter_log_lines
 from wasmfilter.harness.stack import BackendOptions, StackSpec, start_stack
@@ -17,10 +18,10 @@ from wasmfilter.manifest import load_manifest
 
 def run_interactive(path: str | Path | None = None, *, envoy_version: str | None = None, backend: str = "process",
                     port: int = 0, allow_fail_open: bool = False, duration: float | None = None,
-                    options: BackendOptions | None = None) -> None:
+                    options: BackendOptions | None = None, debug_info: bool = False) -> None:
     manifest = load_manifest(path)
     with console.progress("building with cargo") as step:
-        result = build(manifest.crate_dir, progress=step)
+        result = build(manifest.crate_dir, progress=step, debug_info=debug_info)
     binary = resolve(envoy_version or manifest.envoy_version)
     spec = StackSpec(manifest=manifest, wasm_path=result.wasm, allow_fail_open=allow_fail_open, listener_port=port)
     with start_stack(spec, backend=backend, binary=binary, options=options) as stack:
@@ -29,14 +30,20 @@ def run_interactive(path: str | Path | None = None, *, envoy_version: str | None
         out.print(f"  admin     {stack.envoy.admin.url}")
         out.print(f"  try       curl -i {stack.url}/")
         out.print("filter logs follow; Ctrl-C stops")
-        seen = 0
+        seen = crashed = 0
         deadline = time.monotonic() + duration if duration else None
         try:
             while deadline is None or time.monotonic() < deadline:
-                lines = filter_log_lines(stack.envoy.logs())
+                logs = stack.envoy.logs()
+                lines = filter_log_lines(logs)
                 for line in lines[seen:]:
                     out.print(line, markup=False)
                 seen = len(lines)
+                crashes = crash.find_crashes(logs)
+                for c in crashes[crashed:]:  # a readable report, not Envoy's raw frames
+                    for line in crash.readable(c, result.wasm):
+                        out.print(line, markup=False)
+                crashed = len(crashes)
                 time.sleep(0.2)
         except KeyboardInterrupt:
             out.print("stopping")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasmfilter.build import cargo as build_mod
+from wasmfilter.envoy import crash
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioError, WasmfilterError
@@ -40,15 +41,17 @@ class TestReport:
 class BuildCache:
     """One build per feature set within a run."""
 
-    def __init__(self, manifest: Manifest, progress: build_mod.Progress | None = None):
+    def __init__(self, manifest: Manifest, progress: build_mod.Progress | None = None, debug_info: bool = False):
         self.manifest = manifest
         self.progress = progress
+        self.debug_info = debug_info  # name section + DWARF kept: crash backtraces with names and file:line
         self._built: dict[tuple[str, ...], build_mod.BuildResult] = {}
 
     def get(self, features: list[str] | tuple[str, ...] = ()) -> build_mod.BuildResult:
         key = tuple(sorted(set(features)))
         if key not in self._built:
-            self._built[key] = build_mod.build(self.manifest.crate_dir, features=key, progress=self.progress)
+            self._built[key] = build_mod.build(self.manifest.crate_dir, features=key, progress=self.progress,
+                                               debug_info=self.debug_info)
         return self._built[key]
 
 
@@ -70,8 +73,8 @@ def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> 
 
 
 def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None = None,
-             only: str | None = None) -> list[CaseResult]:
-    """Run SFILE's cases in order against a started STACK."""
+             only: str | None = None, wasm: Path | None = None) -> list[CaseResult]:
+    """Run SFILE's cases in order against a started STACK (running WASM: its symbols for crash reports)."""
     results = []
     client = Client(stack.url)
     try:
@@ -89,6 +92,10 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
                 logs = stack.envoy.logs()
                 result.log_tail = log_tail(logs)
                 result.filter_logs = filter_log_lines(logs)[-20:]
+                crashes = crash.report(logs, wasm)
+                if crashes:  # the readable report instead of Envoy's raw frames
+                    result.filter_logs = crashes + [x for x in result.filter_logs if not crash.is_crash_line(x)][-5:]
+                    result.log_tail = crash.without_raw_frames(result.log_tail)
             results.append(result)
             if report:
                 report(result)
@@ -99,7 +106,8 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
 
 def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = None, backend: str = "process",
                   envoy_version: str | None = None, report: Reporter | None = None,
-                  progress: build_mod.Progress | None = None, options: BackendOptions | None = None) -> TestReport:
+                  progress: build_mod.Progress | None = None, options: BackendOptions | None = None,
+                  debug_info: bool = False) -> TestReport:
     """`wasmfilter test`: every scenario file of the filter at PATH (or FILES), one Envoy per file on BACKEND."""
     manifest = load_manifest(path)
     files = files or scenario.discover(manifest.scenario_dir)
@@ -109,7 +117,7 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
     sfiles = [scenario.load(f) for f in files]  # every file is checked before anything starts
     features = [features_for(manifest, sfile) for sfile in sfiles]
     binary: EnvoyBinary = resolve(envoy_version or manifest.envoy_version)
-    builds = BuildCache(manifest, progress)
+    builds = BuildCache(manifest, progress, debug_info=debug_info)
     out = TestReport(envoy=binary.describe(), backend=backend)
     started = time.perf_counter()
     for sfile, wanted in zip(sfiles, features):
@@ -117,7 +125,7 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
         try:
             with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary,
                              options=options) as stack:
-                out.results += run_file(stack, sfile, report)
+                out.results += run_file(stack, sfile, report, wasm=wasm)
         except WasmfilterError as e:
             # Envoy refusing the file's configuration fails every case of that file, with Envoy's reason.
             for case in sfile.cases:
