@@ -12,9 +12,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: the Rust wasm toolchain fallback (rustc-web + std sources + lld + wasi-libc, see
 # docs/toolchain.md), wasm-opt, the load generator, and the OCI registry server the tests start;
 # docker-compose (v1, when the `docker compose` plugin is absent) and libc6-dev (static echo upstream image);
-# clang-22 (+ its wasm32 runtime) builds examples/c-filter against wasi-libc with lld-22 (docs/languages.md).
+# clang-22 (+ its wasm32 runtime) builds examples/c-filter against wasi-libc with lld-22 (docs/languages.md);
+# llvm-22 (llvm-addr2line, llvm-cxxfilt: file:line and demangled names in crash reports, docs/fuzz.md).
 APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-libc binaryen wabt wrk \
-	docker-registry docker-compose libc6-dev clang-22 libclang-rt-22-dev-wasm32
+	docker-registry docker-compose libc6-dev clang-22 libclang-rt-22-dev-wasm32 llvm-22
 
 # Scenario files run on both Envoy backends in `make test` (docs/docker.md); override with WASMFILTER_BACKENDS=process.
 # And on the emulator: every case's verdict must agree with Envoy's (docs/emulator.md).

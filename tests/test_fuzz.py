@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FILTERS, run_cli
 
+from tests.conftest import FILTERS, run_cli
 from wasmfilter.harness import scenario
 from wasmfilter.harness.fuzz import generate, invariants, shrink
 from wasmfilter.harness.fuzz.generate import INVALID, NONE, FuzzRequest

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FILTERS, run_cli
 
+from tests.conftest import FILTERS, run_cli
 from wasmfilter.bench.soak import SoakResult, SoakSample, gate, save, slope_per_hour, soak
 from wasmfilter.errors import SoakFailed
 

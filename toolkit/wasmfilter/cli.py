@@ -27,6 +27,8 @@ Backend = typer.Option("process", "--backend", help="Where Envoy runs: process o
                        "filter on the in-process proxy-wasm emulator (test only).")
 EnvoyImage = typer.Option(None, "--envoy-image", help="Docker backend: the Envoy image to use (default: official "
                           "envoyproxy/envoy if present or pullable, else the locally built one).")
+DebugInfo = typer.Option(False, "--debug-info", help="Build with the name section and DWARF line tables kept: a "
+                         "filter crash shows function names and file:line.")
 
 
 def _announce(line: str) -> None:
@@ -136,7 +138,7 @@ def run(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVers
         port: int = typer.Option(0, "--port", help="Listener port (0: a free one)."),
         allow_fail_open: bool = typer.Option(False, "--allow-fail-open"),
         envoy_image: Optional[str] = EnvoyImage, concurrency: int = Concurrency, sets: list[str] = Sets,
-        config_file: Optional[Path] = ConfigFile) -> None:
+        config_file: Optional[Path] = ConfigFile, debug_info: bool = DebugInfo) -> None:
     """Build, start Envoy with the filter and an echo upstream, print the URLs, stream filter logs; Ctrl-C stops."""
     from wasmfilter.harness.stack import backend_options
     from wasmfilter.interactive import run_interactive
@@ -144,7 +146,7 @@ def run(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVers
     with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options:
         run_interactive(path, envoy_version=envoy_version, backend=backend, port=port,
                         allow_fail_open=allow_fail_open, options=options, concurrency=concurrency,
-                        config_file=config_file, sets=sets)
+                        config_file=config_file, sets=sets, debug_info=debug_info)
 
 
 @app.command()
@@ -168,7 +170,7 @@ def dev(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVers
 def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVersions, backend: str = Backend,
          junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here."),
          scenario_files: list[Path] = typer.Option([], "--scenario", help="Only these scenario files."),
-         envoy_image: Optional[str] = EnvoyImage,
+         envoy_image: Optional[str] = EnvoyImage, debug_info: bool = DebugInfo,
          jobs: Optional[int] = typer.Option(None, "--jobs", help="Version matrix: cells run at once (default: the "
                                             "cores).")) -> None:
     """Run the filter's scenario files against a real Envoy; exit 0 only if every case passes. --envoy-version
@@ -202,7 +204,7 @@ def test(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVer
     with backend_options(backend, envoy_image=envoy_image, announce=_announce) as options, \
             console.progress("running scenarios") as step:
         result = run_scenarios(path, files=scenario_files or None, backend=backend, envoy_version=envoy_version,
-                               report=report, progress=step, options=options)
+                               report=report, progress=step, options=options, debug_info=debug_info)
     if junit:
         write_junit(result, junit)
     passed = len(result.results) - len(result.failed)

@@ -22,6 +22,10 @@ Progress = Callable[[str], None]
 
 # --opt builds: their own cargo target directory under the workspace's (see build()).
 SIZE_TARGET_SUBDIR = "size"
+# --debug-info builds: the name section and DWARF line tables kept (crash backtraces with names and file:line,
+# build/symbols.py), in their own target directory for the same reason.
+DEBUG_TARGET_SUBDIR = "debug-info"
+DEBUG_PROFILE_ENV = {"CARGO_PROFILE_RELEASE_STRIP": "none", "CARGO_PROFILE_RELEASE_DEBUG": "line-tables-only"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ def _artifact_lock(directory: Path, name: str = ".lock") -> Iterator[None]:
 
 
 def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ...] = (), opt: bool = False,
-          progress: Progress | None = None) -> BuildResult:
+          progress: Progress | None = None, debug_info: bool = False) -> BuildResult:
     """cargo build --release for wasm32-wasip1. The module is copied to <target>/wasmfilter/<crate>[+features].wasm
     so builds with different features never overwrite each other.
 
@@ -114,12 +118,18 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
         size_args, env = tc.size_cargo()
         args = ["build", "--release", "--target", toolchain.TARGET, "--message-format", "json-render-diagnostics",
                 *size_args, "--target-dir", str(target_dir / SIZE_TARGET_SUBDIR)]
+    if debug_info:
+        if opt:
+            raise UsageError("--debug-info and --opt do not go together (the size build strips everything)",
+                             fix="drop one of them")
+        env = {**tc.cargo_env(wasm=True), **DEBUG_PROFILE_ENV}
+        args += ["--target-dir", str(target_dir / DEBUG_TARGET_SUBDIR)]
     if features:
         args += ["--features", ",".join(features)]
     out_dir = target_dir / "wasmfilter"
     start = time.perf_counter()
     # --opt builds uplift in their own target dir: a lock of their own, so they never hold up a default build.
-    with _artifact_lock(out_dir, ".opt-lock" if opt else ".lock"):
+    with _artifact_lock(out_dir, ".opt-lock" if opt else ".debug-lock" if debug_info else ".lock"):
         output = run_cargo(crate, args, wasm=True, on_line=_progress_lines(progress), env=env)
         artifact = _find_artifact(output, crate)
         name = standalone.module_stem(crate, artifact.stem) + ("+" + "+".join(features) if features else "")
@@ -127,7 +137,7 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
             final = out_dir / f"{name}.opt.wasm"
             size.wasm_opt_cached(artifact, final)
         else:
-            final = out_dir / f"{name}.wasm"
+            final = out_dir / f"{name}{'.debug' if debug_info else ''}.wasm"
             shutil.copyfile(artifact, final)
     seconds = time.perf_counter() - start
     return BuildResult(wasm=final, size=final.stat().st_size, sha256=sha256_file(final), seconds=seconds,

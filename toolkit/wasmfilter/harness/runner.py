@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasmfilter.build import cargo as build_mod
+from wasmfilter.envoy import crash
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioError, WasmfilterError
@@ -41,15 +42,17 @@ class TestReport:
 class BuildCache:
     """One build per feature set within a run."""
 
-    def __init__(self, manifest: Manifest, progress: build_mod.Progress | None = None):
+    def __init__(self, manifest: Manifest, progress: build_mod.Progress | None = None, debug_info: bool = False):
         self.manifest = manifest
         self.progress = progress
+        self.debug_info = debug_info  # name section + DWARF kept: crash backtraces with names and file:line
         self._built: dict[tuple[str, ...], build_mod.BuildResult] = {}
 
     def get(self, features: list[str] | tuple[str, ...] = ()) -> build_mod.BuildResult:
         key = tuple(sorted(set(features)))
         if key not in self._built:
-            self._built[key] = build_mod.build(self.manifest.crate_dir, features=key, progress=self.progress)
+            self._built[key] = build_mod.build(self.manifest.crate_dir, features=key, progress=self.progress,
+                                               debug_info=self.debug_info)
         return self._built[key]
 
 
@@ -73,9 +76,10 @@ def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> 
 
 
 def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None = None,
-             only: str | None = None, pusher: Callable[[scenario.Case], list[str]] | None = None
-             ) -> list[CaseResult]:
-    """Run SFILE's cases in order against a started STACK (PUSHER applies its push steps, harness/pushes.py)."""
+             only: str | None = None, pusher: Callable[[scenario.Case], list[str]] | None = None,
+             wasm: Path | None = None) -> list[CaseResult]:
+    """Run SFILE's cases in order against a started STACK (PUSHER applies its push steps, harness/pushes.py;
+    running WASM: its symbols for crash reports)."""
     results = []
     client = stack.client()
     try:
@@ -100,6 +104,10 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
                 logs = stack.envoy.logs()
                 result.log_tail = log_tail(logs)
                 result.filter_logs = filter_log_lines(logs)[-20:]
+                crashes = crash.report(logs, wasm)
+                if crashes:  # the readable report instead of Envoy's raw frames
+                    result.filter_logs = crashes + [x for x in result.filter_logs if not crash.is_crash_line(x)][-5:]
+                    result.log_tail = crash.without_raw_frames(result.log_tail)
             results.append(result)
             if report:
                 report(result)
@@ -110,11 +118,12 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
 
 def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = None, backend: str = "process",
                   envoy_version: str | None = None, report: Reporter | None = None,
-                  progress: build_mod.Progress | None = None, options: BackendOptions | None = None) -> TestReport:
+                  progress: build_mod.Progress | None = None, options: BackendOptions | None = None,
+                  debug_info: bool = False) -> TestReport:
     """`wasmfilter test`: every scenario file of the filter at PATH (or FILES), one Envoy per file on BACKEND."""
     manifest, sfiles, features = load_files(path, files)
     binary: EnvoyBinary = resolve(envoy_version or manifest.envoy_version)
-    builds = BuildCache(manifest, progress)
+    builds = BuildCache(manifest, progress, debug_info=debug_info)
     out = TestReport(envoy=binary.describe(), backend=backend)
     started = time.perf_counter()
     for sfile, wanted in zip(sfiles, features):
@@ -134,7 +143,7 @@ def run_pushing_file(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Pat
     with EcdsStack(stack_spec(manifest, sfile, wasm), binary=binary, backend=backend, options=options) as live:
         pusher = Pusher(live, sfile, lambda features: builds.get(features).wasm, manifest.test_features)
         assert live.stack is not None
-        return run_file(live.stack, sfile, report, pusher=pusher.run)
+        return run_file(live.stack, sfile, report, pusher=pusher.run, wasm=wasm)
 
 
 def load_files(path: str | Path | None, files: list[Path] | None = None
@@ -159,7 +168,7 @@ def run_file_on(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path, *,
                                     options=options, report=report)
         with start_stack(stack_spec(manifest, sfile, wasm), backend=backend, binary=binary,
                          options=options) as stack:
-            return run_file(stack, sfile, report)
+            return run_file(stack, sfile, report, wasm=wasm)
     except WasmfilterError as e:
         # Envoy refusing the file's configuration fails every case of that file, with Envoy's reason.
         results = []

@@ -84,6 +84,13 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 512
     daemon_threads = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Envoy closing a connection mid-response (a reset stream, a fuzz request it refused) is not an error of
+        the upstream: no traceback on stderr for it; anything else as the base class reports it."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 class EchoUpstream:
     """`with EchoUpstream("default") as up: up.port`. Binds port 0 on HOST: the kernel picks a free one."""
