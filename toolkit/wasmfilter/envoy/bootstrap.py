@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from wasmfilter.envoy.hardening import SAFE, RequestHardening
 from wasmfilter.manifest import FailurePolicy, Manifest
 from wasmfilter.paths import data_dir
 
@@ -75,12 +76,15 @@ class Bootstrap:
     # delivery="ecds": the ADS server Envoy connects to (dynamic_resources + a static HTTP/2 cluster to it).
     xds_host: str = "127.0.0.1"
     xds_port: int | None = None
+    # What the HTTP connection manager does before any filter (safe by default; docs/security.md).
+    hardening: RequestHardening = SAFE
 
     def render(self) -> str:
         text = _env().get_template("bootstrap.yaml.j2").render(
             upstreams=self.upstreams, http_filters=self.http_filters, listener_host=self.listener_host,
             listener_port=self.listener_port, admin_host=self.admin_host, admin_port=self.admin_port,
-            cluster_header=CLUSTER_HEADER, routes=self.routes, xds_host=self.xds_host, xds_port=self.xds_port)
+            cluster_header=CLUSTER_HEADER, routes=self.routes, xds_host=self.xds_host, xds_port=self.xds_port,
+            hardening=self.hardening)
         yaml.safe_load(text)  # a template bug shows here, not as an Envoy parse error
         return text
 

@@ -72,7 +72,7 @@ def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> 
     return StackSpec(answers=merged(manifest.answers, sfile.answers),
                      manifest=manifest, wasm_path=wasm, plugin_config=sfile.plugin_config(manifest.config),
                      failure_policy=sfile.failure_policy, allow_fail_open=sfile.allow_fail_open,
-                     concurrency=sfile.concurrency)
+                     concurrency=sfile.concurrency, hardening=sfile.request_hardening)
 
 
 def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None = None,

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wasmfilter.envoy.hardening import SAFE, RequestHardening
 from wasmfilter.errors import ScenarioError
 from wasmfilter.harness.answers import AnswerRule
 from wasmfilter.manifest import FailurePolicy
@@ -111,6 +112,8 @@ class ScenarioFile(_Strict):
     concurrency: int = Field(default=2, ge=1)
     # Scripted answers per upstream cluster, ahead of filter.yaml's (harness/answers.py).
     answers: dict[str, list[AnswerRule]] = Field(default_factory=dict)
+    # Envoy's request hardening for this file (default: the safe settings every generated config has).
+    request_hardening: RequestHardening = SAFE
     cases: list[Case] = Field(min_length=1)
 
     path: Path = Field(default=Path("."), exclude=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
+from wasmfilter.envoy.hardening import SAFE, RequestHardening
 from wasmfilter.envoy.process import EnvoyProcess
 from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.errors import UsageError
@@ -44,6 +45,7 @@ class StackSpec:
     # delivery="ecds" (harness/ecds.py): the Wasm filter is a config_discovery stub fed by the ADS server on this port.
     xds_port: int | None = None
     answers: dict[str, list[AnswerRule]] = field(default_factory=dict)  # scripted answers per upstream (answers.py)
+    hardening: RequestHardening = SAFE  # what the HTTP connection manager does before any filter
 
     def wasm_filter(self, wasm_path: str | None = None) -> WasmFilter:
         return WasmFilter.from_manifest(self.manifest, wasm_path or self.wasm_path, plugin_config=self.plugin_config,
@@ -123,7 +125,8 @@ def process_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions)
         bootstrap = Bootstrap(upstreams=[Upstream(u.name, u.host, u.port) for u in upstreams],
                               http_filters=[*spec.extra_http_filters,
                                             wasm.ecds_fragment() if spec.xds_port else wasm.fragment()],
-                              listener_port=spec.listener_port, xds_port=spec.xds_port)
+                              listener_port=spec.listener_port, xds_port=spec.xds_port,
+                              hardening=spec.hardening)
         envoy = closer.enter_context(EnvoyProcess(bootstrap.render(), binary=binary, concurrency=spec.concurrency))
     except BaseException:
         closer.close()
