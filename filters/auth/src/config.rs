@@ -32,7 +32,30 @@ pub struct AuthConfig {
     pub default_require: Require,
     #[serde(default)]
     pub log_level: LogLevel,
+    /// The per-worker cache of verified JWTs (see `jwt_cache`).
+    #[serde(default)]
+    pub jwt_cache: JwtCacheConfig,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtCacheConfig {
+    /// Verified tokens remembered per worker (0: off). Each hit skips the signature check until the token's `exp`.
+    #[serde(default = "default_jwt_cache_entries")]
+    pub max_entries: usize,
+}
+
+impl Default for JwtCacheConfig {
+    fn default() -> Self {
+        JwtCacheConfig { max_entries: default_jwt_cache_entries() }
+    }
+}
+
+const fn default_jwt_cache_entries() -> usize {
+    1024
+}
+
+const MAX_JWT_CACHE_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +82,19 @@ pub struct JwtConfig {
     pub identity_claim: String,
     /// Inline JSON Web Key Set.
     pub jwks: JwksConfig,
+    /// Where RS256/ES256 signatures are checked: `auto` (Envoy's verify_signature when it passes a self-test at
+    /// start, else the in-module code), `envoy` (refuse the configuration without it) or `module`.
+    #[serde(default)]
+    pub verifier: Verifier,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verifier {
+    #[default]
+    Auto,
+    Envoy,
+    Module,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -228,6 +264,9 @@ impl AuthConfig {
                 ));
             }
         }
+        if self.jwt_cache.max_entries > MAX_JWT_CACHE_ENTRIES {
+            return Err(invalid("jwt_cache.max_entries", format!("must be at most {MAX_JWT_CACHE_ENTRIES}")));
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             if !is_normal_prefix(&rule.prefix) {
                 return Err(invalid(
@@ -356,6 +395,21 @@ mod tests {
         assert!(err.message().contains("field `jwt.claims_to_headers`"), "{err}");
         let err = with(r#", "jwt": {"jwks": {"keys": []}}"#).unwrap_err();
         assert!(err.message().contains("field `jwt.jwks.keys`"), "{err}");
+    }
+
+    #[test]
+    fn jwt_cache_and_verifier_settings() {
+        assert_eq!(with("").unwrap().jwt_cache.max_entries, 1024);
+        assert_eq!(with(r#", "jwt_cache": {"max_entries": 0}"#).unwrap().jwt_cache.max_entries, 0);
+        let err = with(r#", "jwt_cache": {"max_entries": 1000000}"#).unwrap_err();
+        assert!(err.message().contains("field `jwt_cache.max_entries`"), "{err}");
+        let err = with(r#", "jwt_cache": {"size": 1}"#).unwrap_err();
+        assert!(err.message().contains("unknown field `size`"), "{err}");
+        let jwks = r#""jwks": {"keys": [{"kty": "oct", "k": "AAAA"}]}"#;
+        let config = with(&format!(r#", "jwt": {{{jwks}, "verifier": "module"}}"#)).unwrap();
+        assert_eq!(config.jwt.map(|j| j.verifier), Some(Verifier::Module));
+        let err = with(&format!(r#", "jwt": {{{jwks}, "verifier": "boringssl"}}"#)).unwrap_err();
+        assert!(err.message().contains("unknown variant `boringssl`"), "{err}");
     }
 
     #[test]

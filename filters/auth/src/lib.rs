@@ -1,7 +1,9 @@
 //! proxy-wasm layer: reads the request, asks the plain-Rust logic (`policy`), acts on the answer.
 pub mod apikey;
 pub mod config;
+pub mod host_crypto;
 pub mod jwt;
+pub mod jwt_cache;
 pub mod path;
 pub mod policy;
 pub mod rules;
@@ -13,6 +15,7 @@ use std::time::UNIX_EPOCH;
 use wasmfilter_common::configured;
 use wasmfilter_common::metrics::{bump, counter};
 
+use crate::jwt::SignatureHost;
 use crate::policy::{Denial, Outcome, Policy, Reason, Request};
 
 proxy_wasm::main! {{
@@ -47,6 +50,23 @@ impl Metrics {
     }
 }
 
+/// RS256/ES256 through Envoy's `verify_signature` foreign function (see `host_crypto`).
+struct EnvoySignatures;
+
+impl SignatureHost for EnvoySignatures {
+    fn verify(&self, spki: &[u8], signature: &[u8], text: &[u8]) -> bool {
+        let args = host_crypto::arguments(spki, signature, text);
+        matches!(proxy_wasm::hostcalls::call_foreign_function(host_crypto::FUNCTION, Some(&args)),
+                 Ok(Some(answer)) if host_crypto::verified(&answer))
+    }
+}
+
+/// Envoy's verify_signature when this Envoy has it and it passes the self-test, else None (in-module code).
+fn envoy_signatures() -> Option<Box<dyn SignatureHost>> {
+    let call = |args: &[u8]| proxy_wasm::hostcalls::call_foreign_function(host_crypto::FUNCTION, Some(args)).ok().flatten();
+    host_crypto::self_test(call).then(|| Box::new(EnvoySignatures) as Box<dyn SignatureHost>)
+}
+
 #[derive(Default)]
 struct AuthRoot {
     policy: Option<Rc<Policy>>,
@@ -58,8 +78,10 @@ impl Context for AuthRoot {}
 impl RootContext for AuthRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        let Some(policy) = configured(Policy::parse(&raw)) else { return false };
+        let Some(mut policy) = configured(Policy::parse(&raw)) else { return false };
         proxy_wasm::set_log_level(policy.config.log_level.to_host());
+        let Some(backend) = configured(policy.choose_backend(envoy_signatures)) else { return false };
+        log::info!("JWT signatures: {backend}");
         self.metrics = Rc::new(Metrics::define());
         self.policy = Some(Rc::new(policy));
         true
