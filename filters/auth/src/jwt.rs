@@ -12,6 +12,8 @@ use rsa::signature::Verifier as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::config::{JwkConfig, JwtConfig, Verifier, invalid, is_header_value};
 use crate::host_crypto;
@@ -51,6 +53,8 @@ pub enum JwtError {
     NotYetValid,
     WrongIssuer,
     WrongAudience,
+    /// No key set yet: the remote JWKS has not been fetched successfully (fail closed).
+    KeysUnavailable,
 }
 
 impl JwtError {
@@ -66,6 +70,7 @@ impl JwtError {
             JwtError::NotYetValid => "not_yet_valid",
             JwtError::WrongIssuer => "wrong_issuer",
             JwtError::WrongAudience => "wrong_audience",
+            JwtError::KeysUnavailable => "keys_unavailable",
         }
     }
 }
@@ -140,7 +145,19 @@ impl Key {
     fn asymmetric(&self) -> bool {
         !matches!(self.material, Material::Hmac(_))
     }
+
+    /// Whether the in-module code can check this key's signatures (its cargo feature is compiled in).
+    fn compiled_in(&self) -> bool {
+        match self.material {
+            Material::Hmac(_) => true,
+            Material::Rsa { .. } => cfg!(feature = "rs256"),
+            Material::Ec { .. } => cfg!(feature = "es256"),
+        }
+    }
 }
+
+/// The JWK members a fetched key may carry into `JwkConfig` (the rest are ignored).
+const JWK_MEMBERS: &[&str] = &["kty", "kid", "alg", "use", "key_ops", "k", "n", "e", "crv", "x", "y", "d"];
 
 const MIN_HMAC_BYTES: usize = 32;
 const MIN_RSA_BITS: usize = 2048;
@@ -244,7 +261,10 @@ struct Header {
 pub struct Validator {
     /// Where RS256/ES256 signatures are checked: Envoy (Some) or the in-module code (None).
     host: Option<Box<dyn SignatureHost>>,
-    keys: Vec<Key>,
+    /// Replaced as a whole when a remote JWKS arrives (requests hold their own Rc while they verify).
+    keys: RefCell<Rc<Vec<Key>>>,
+    /// A remote JWKS is configured: RSA/EC keys may arrive later.
+    remote: bool,
     issuer: Option<String>,
     audiences: Vec<String>,
     skew: u64,
@@ -254,7 +274,8 @@ pub struct Validator {
 impl Validator {
     pub fn new(config: &JwtConfig) -> Result<Self, ConfigError> {
         let mut keys: Vec<Key> = Vec::new();
-        for (i, jwk) in config.jwks.keys.iter().enumerate() {
+        let inline = config.jwks.as_ref().map(|j| j.keys.as_slice()).unwrap_or_default();
+        for (i, jwk) in inline.iter().enumerate() {
             let key = build_key(&format!("jwt.jwks.keys[{i}]"), jwk)?;
             if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
                 return Err(invalid(&format!("jwt.jwks.keys[{i}].kid"), "is used by another key"));
@@ -263,7 +284,8 @@ impl Validator {
         }
         Ok(Validator {
             host: None,
-            keys,
+            keys: RefCell::new(Rc::new(keys)),
+            remote: config.remote_jwks.is_some(),
             issuer: config.issuer.clone(),
             audiences: config.audiences.clone(),
             skew: config.clock_skew_s,
@@ -274,12 +296,8 @@ impl Validator {
     /// Picks where RS256/ES256 signatures are checked, once, at configuration: `host` is Envoy's
     /// `verify_signature` when its self-test passed. The answer is for the log.
     pub fn choose_backend(&mut self, verifier: Verifier, host: Option<Box<dyn SignatureHost>>) -> Result<&'static str, ConfigError> {
-        let missing = self.keys.iter().position(|k| match k.material {
-            Material::Hmac(_) => false,
-            Material::Rsa { .. } => !cfg!(feature = "rs256"),
-            Material::Ec { .. } => !cfg!(feature = "es256"),
-        });
-        if !self.keys.iter().any(Key::asymmetric) {
+        let missing = self.keys.borrow().iter().position(|k| !k.compiled_in());
+        if !self.has_asymmetric_keys() {
             return Ok("HS256 only: no asymmetric key, nothing to choose");
         }
         match (verifier, host) {
@@ -304,18 +322,66 @@ impl Validator {
 
     /// Whether any key is RSA or EC (only then is Envoy's verify_signature worth a self-test).
     pub fn has_asymmetric_keys(&self) -> bool {
-        self.keys.iter().any(Key::asymmetric)
+        self.remote || self.keys.borrow().iter().any(Key::asymmetric)
     }
 
-    fn key_for(&self, alg: Alg, kid: Option<&str>) -> Result<&Key, JwtError> {
+    pub fn key_count(&self) -> usize {
+        self.keys.borrow().len()
+    }
+
+    /// Replaces the key set with a fetched JWKS document. Keys this filter cannot use (other types, curves or
+    /// uses, RSA/EC without a verifier for them, private material, duplicate kids) are skipped and named in the
+    /// second list; no usable key, JSON that is not a JWKS or more than `max_keys` keys: Err, the old set stays.
+    pub fn replace_keys(&self, body: &[u8], max_keys: usize) -> Result<(usize, Vec<String>), String> {
+        let doc: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+        let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+            return Err("no `keys` array".to_owned());
+        };
+        if entries.len() > max_keys {
+            return Err(format!("{} keys, more than max_keys {max_keys}", entries.len()));
+        }
+        let mut keys: Vec<Key> = Vec::new();
+        let mut skipped = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let at = format!("keys[{i}]");
+            // Identity providers add members we do not use (x5c, x5t, ...): keep only the JWK members we read.
+            let known = match entry {
+                Value::Object(members) => Value::Object(
+                    members.iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                ),
+                _ => Value::Null,
+            };
+            let key = serde_json::from_value::<JwkConfig>(known)
+                .map_err(|e| format!("{at}: {e}"))
+                .and_then(|jwk| build_key(&at, &jwk).map_err(|e| e.message().to_owned()));
+            match key {
+                Ok(key) if self.host.is_none() && !key.compiled_in() => {
+                    skipped.push(format!("{at}: no verifier for its algorithm in this build and Envoy"));
+                }
+                Ok(key) if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) => {
+                    skipped.push(format!("{at}: kid used by another key"));
+                }
+                Ok(key) => keys.push(key),
+                Err(e) => skipped.push(e),
+            }
+        }
+        if keys.is_empty() {
+            return Err(format!("no usable key ({})", skipped.join("; ")));
+        }
+        let count = keys.len();
+        *self.keys.borrow_mut() = Rc::new(keys);
+        Ok((count, skipped))
+    }
+
+    fn key_for<'k>(keys: &'k [Key], alg: Alg, kid: Option<&str>) -> Result<&'k Key, JwtError> {
         match kid {
             Some(kid) => {
-                let key = self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or(JwtError::UnknownKid)?;
+                let key = keys.iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or(JwtError::UnknownKid)?;
                 if key.alg == alg { Ok(key) } else { Err(JwtError::AlgMismatch) }
             }
             // Without a kid the choice must be unambiguous: exactly one key for that algorithm.
             None => {
-                let mut candidates = self.keys.iter().filter(|k| k.alg == alg);
+                let mut candidates = keys.iter().filter(|k| k.alg == alg);
                 match (candidates.next(), candidates.next()) {
                     (Some(key), None) => Ok(key),
                     _ => Err(JwtError::UnknownKid),
@@ -345,7 +411,11 @@ impl Validator {
         if signature.is_empty() {
             return Err(JwtError::Malformed);
         }
-        let key = self.key_for(alg, header.kid.as_deref())?;
+        let keys = Rc::clone(&self.keys.borrow());
+        if keys.is_empty() {
+            return Err(JwtError::KeysUnavailable);
+        }
+        let key = Self::key_for(&keys, alg, header.kid.as_deref())?;
         let signing_input_len = header_b64.len() + 1 + payload_b64.len();
         let signing_input = token.as_bytes().get(..signing_input_len).ok_or(JwtError::Malformed)?;
         if !key.verify(signing_input, &signature, self.host.as_deref()) {
@@ -596,6 +666,43 @@ pub(crate) mod tests {
         assert!(auto.choose_backend(Verifier::Auto, None).unwrap().contains("in-module"));
         let err = validator().choose_backend(Verifier::Envoy, None).unwrap_err();
         assert!(err.message().contains("field `jwt.verifier`"), "{err}");
+    }
+
+    fn remote_only() -> Validator {
+        let config: JwtConfig =
+            serde_json::from_str(r#"{"issuer": "https://issuer.example", "audiences": ["wasmfilter"],
+                "remote_jwks": {"cluster": "idp", "path": "/jwks"}}"#).unwrap();
+        Validator::new(&config).unwrap()
+    }
+
+    #[test]
+    fn remote_key_sets_replace_and_fail_safely() {
+        let v = remote_only();
+        assert!(v.has_asymmetric_keys(), "RSA/EC keys may arrive: the host self-test is worth running");
+        assert_eq!(v.verify(&token("rs256"), NOW).err(), Some(JwtError::KeysUnavailable), "fail closed before a fetch");
+        let mut set = fixtures()["config"]["jwt"]["jwks"].clone();
+        set["keys"][1]["x5c"] = Value::from(vec!["MIIB..."]); // members we do not read are ignored
+        set["keys"].as_array_mut().unwrap().push(serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"}));
+        let (count, skipped) = v.replace_keys(set.to_string().as_bytes(), 32).unwrap();
+        assert_eq!((count, skipped.len()), (3, 1), "{skipped:?}");
+        assert!(skipped[0].contains("keys[3]") && skipped[0].contains("OKP"), "{skipped:?}");
+        assert!(v.verify(&token("rs256"), NOW).is_ok() && v.verify(&token("es256"), NOW).is_ok());
+        // Garbage, no keys, too many keys, nothing usable: Err, and the good set stays.
+        for (body, why) in [
+            (&b"<html>oops</html>"[..], "not JSON"),
+            (br#"{"kys": []}"#, "no `keys`"),
+            (br#"{"keys": [{"kty": "oct", "k": "c2hvcnQ"}]}"#, "no usable key"),
+        ] {
+            let err = v.replace_keys(body, 32).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        assert!(v.replace_keys(set.to_string().as_bytes(), 2).unwrap_err().contains("max_keys 2"));
+        assert!(v.verify(&token("rs256"), NOW).is_ok(), "stale-while-error: the last good set stays");
+        // Rotation: a set without rs1 makes its tokens unknown.
+        let rotated = serde_json::json!({"keys": [set["keys"][2].clone()]});
+        assert_eq!(v.replace_keys(rotated.to_string().as_bytes(), 32).unwrap().0, 1);
+        assert_eq!(v.verify(&token("rs256"), NOW).err(), Some(JwtError::UnknownKid));
+        assert!(v.verify(&token("es256"), NOW).is_ok());
     }
 
     fn config_error(jwks: &str) -> String {

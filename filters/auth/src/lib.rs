@@ -4,6 +4,7 @@ pub mod config;
 pub mod host_crypto;
 pub mod jwt;
 pub mod jwt_cache;
+pub mod jwks_remote;
 pub mod path;
 pub mod policy;
 pub mod rules;
@@ -15,7 +16,10 @@ use std::time::UNIX_EPOCH;
 use wasmfilter_common::configured;
 use wasmfilter_common::metrics::{bump, counter};
 
+use crate::config::RemoteJwksConfig;
+use crate::jwks_remote::{Fetch, Schedule};
 use crate::jwt::SignatureHost;
+use std::time::Duration;
 use crate::policy::{Denial, Outcome, Policy, Reason, Request};
 
 proxy_wasm::main! {{
@@ -71,9 +75,72 @@ fn envoy_signatures() -> Option<Box<dyn SignatureHost>> {
 struct AuthRoot {
     policy: Option<Rc<Policy>>,
     metrics: Rc<Metrics>,
+    /// The remote JWKS (`jwt.remote_jwks`): its settings and when to fetch it (see `jwks_remote`).
+    jwks: Option<(RemoteJwksConfig, Schedule)>,
+    jwks_counters: (u32, u32),
 }
 
-impl Context for AuthRoot {}
+impl AuthRoot {
+    fn now(&self) -> u64 {
+        self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    /// Sends the JWKS request when it is due.
+    fn fetch_jwks(&mut self) {
+        let now = self.now();
+        let Some((remote, schedule)) = &self.jwks else { return };
+        if schedule.next(now) != Fetch::Now {
+            return;
+        }
+        let authority = remote.authority.as_deref().unwrap_or(&remote.cluster);
+        let headers = vec![(":method", "GET"), (":path", remote.path.as_str()), (":authority", authority),
+                           ("accept", "application/json")];
+        let sent = self.dispatch_http_call(&remote.cluster, headers, None, vec![],
+                                           Duration::from_millis(remote.timeout_ms));
+        if let Some((remote, schedule)) = &mut self.jwks {
+            match sent {
+                Ok(_) => schedule.sent(),
+                Err(status) => {
+                    log::warn!("remote JWKS: cannot call cluster `{}` ({status:?}); retrying", remote.cluster);
+                    bump(self.jwks_counters.1);
+                    schedule.not_sent(now);
+                }
+            }
+        }
+    }
+}
+
+impl Context for AuthRoot {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let now = self.now();
+        let status = self.get_http_call_response_header(":status");
+        let (Some((remote, _)), Some(policy)) = (&self.jwks, &self.policy) else { return };
+        let result = jwks_remote::check_answer(remote, status.as_deref(), body_size).and_then(|()| {
+            let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
+            policy.replace_keys(&body)
+        });
+        let ok = match result {
+            Ok((count, skipped)) => {
+                log::info!("remote JWKS: {count} keys from `{}`", remote.cluster);
+                for reason in skipped {
+                    log::warn!("remote JWKS: skipped {reason}");
+                }
+                bump(self.jwks_counters.0);
+                true
+            }
+            Err(reason) => {
+                // Stale-while-error: the last good key set (or none: fail closed) stays in use.
+                log::warn!("remote JWKS from `{}` not used: {reason}; keeping {} keys", remote.cluster,
+                           policy.key_count());
+                bump(self.jwks_counters.1);
+                false
+            }
+        };
+        if let Some((_, schedule)) = &mut self.jwks {
+            schedule.answered(ok, now);
+        }
+    }
+}
 
 impl RootContext for AuthRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -83,8 +150,21 @@ impl RootContext for AuthRoot {
         let Some(backend) = configured(policy.choose_backend(envoy_signatures)) else { return false };
         log::info!("JWT signatures: {backend}");
         self.metrics = Rc::new(Metrics::define());
+        self.jwks = policy.config.jwt.as_ref().and_then(|j| j.remote_jwks.clone()).map(|r| {
+            let schedule = Schedule::new(&r);
+            (r, schedule)
+        });
         self.policy = Some(Rc::new(policy));
+        if self.jwks.is_some() {
+            self.jwks_counters = (counter("wasmfilter_auth.jwks.fetched"), counter("wasmfilter_auth.jwks.fetch_failed"));
+            self.set_tick_period(Duration::from_secs(1));
+            self.fetch_jwks();
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        self.fetch_jwks();
     }
 
     fn get_type(&self) -> Option<ContextType> {

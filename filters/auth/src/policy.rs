@@ -51,7 +51,7 @@ impl Reason {
     }
 
     /// Every reason, for defining the counters up front.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::BadPath,
         Reason::Missing,
         Reason::Ambiguous,
@@ -67,6 +67,7 @@ impl Reason {
         Reason::Token(JwtError::NotYetValid),
         Reason::Token(JwtError::WrongIssuer),
         Reason::Token(JwtError::WrongAudience),
+        Reason::Token(JwtError::KeysUnavailable),
     ];
 }
 
@@ -90,6 +91,7 @@ impl Denial {
     pub fn body(&self) -> &'static str {
         match (self.status, self.reason) {
             (400, _) => r#"{"error":"bad request"}"#,
+            (503, _) => r#"{"error":"unavailable"}"#,
             (401, _) => r#"{"error":"missing credentials"}"#,
             (_, Reason::Forbidden) => r#"{"error":"forbidden"}"#,
             _ => r#"{"error":"invalid credentials"}"#,
@@ -132,6 +134,24 @@ impl Policy {
         validator.choose_backend(jwt.verifier, if wanted { host() } else { None })
     }
 
+    /// A fetched JWKS replaces the key set (see `Validator::replace_keys`); tokens verified under the old set are
+    /// forgotten. Err: the answer is unusable and the old set (possibly none) stays.
+    pub fn replace_keys(&self, body: &[u8]) -> Result<(usize, Vec<String>), String> {
+        let (Some(validator), Some(remote)) =
+            (&self.validator, self.config.jwt.as_ref().and_then(|j| j.remote_jwks.as_ref()))
+        else {
+            return Err("no remote_jwks configured".to_owned());
+        };
+        let replaced = validator.replace_keys(body, remote.max_keys)?;
+        self.cache.borrow_mut().clear();
+        Ok(replaced)
+    }
+
+    /// Keys in use now (for the log).
+    pub fn key_count(&self) -> usize {
+        self.validator.as_ref().map(Validator::key_count).unwrap_or(0)
+    }
+
     /// Request headers the filter owns: removed from every request before anything else, so a client can never
     /// supply them itself.
     pub fn owned_headers(&self) -> Vec<&str> {
@@ -168,6 +188,9 @@ impl Policy {
                 }
                 return Outcome::Deny(Denial { status: 401, reason: Reason::Missing, challenges });
             }
+            // No key set yet (remote JWKS not fetched): fail closed, and say "try again" rather than "invalid".
+            (Found::Invalid(reason @ Reason::Token(JwtError::KeysUnavailable)), _)
+            | (_, Found::Invalid(reason @ Reason::Token(JwtError::KeysUnavailable))) => return deny(503, reason),
             (Found::Invalid(reason), _) | (_, Found::Invalid(reason)) => return deny(403, reason),
             (Found::Valid { .. }, Found::Valid { .. }) => return deny(403, Reason::Ambiguous),
             (found @ Found::Valid { .. }, Found::Missing) | (Found::Missing, found @ Found::Valid { .. }) => found,
@@ -410,6 +433,27 @@ mod tests {
             assert_eq!(status(&off.evaluate(&request, NOW)), 200);
         }
         assert_eq!(calls.borrow().len(), 3);
+    }
+
+    #[test]
+    fn remote_keys_fail_closed_with_503_then_serve_and_reset_the_cache() {
+        let raw = r#"{"jwt": {"issuer": "https://issuer.example", "audiences": ["wasmfilter"],
+            "remote_jwks": {"cluster": "idp", "path": "/jwks"}}}"#;
+        let p = Policy::parse(raw.as_bytes()).unwrap();
+        let bearer = format!("Bearer {}", token("rs256"));
+        let hs = headers(&[("authorization", &bearer)]);
+        let request = Request { method: "GET", path: "/orders", headers: &hs };
+        let Outcome::Deny(d) = p.evaluate(&request, NOW) else { panic!("allowed without keys") };
+        assert_eq!((d.status, d.reason, d.body()), (503, Reason::Token(JwtError::KeysUnavailable), r#"{"error":"unavailable"}"#));
+        assert_eq!(status(&p.evaluate(&Request { method: "GET", path: "/orders", headers: &[] }, NOW)), 401);
+        let set = crate::jwt::tests::fixtures()["config"]["jwt"]["jwks"].to_string();
+        assert_eq!(p.replace_keys(set.as_bytes()).unwrap().0, 3);
+        assert_eq!(status(&p.evaluate(&request, NOW)), 200);
+        assert_eq!(p.cache.borrow().len(), 1);
+        let es_only = serde_json::json!({"keys": [crate::jwt::tests::fixtures()["config"]["jwt"]["jwks"]["keys"][2]]});
+        p.replace_keys(es_only.to_string().as_bytes()).unwrap();
+        assert!(p.cache.borrow().is_empty(), "a new key set forgets tokens verified under the old one");
+        assert_eq!(reason(&p.evaluate(&request, NOW)), Some(Reason::Token(JwtError::UnknownKid)));
     }
 
     #[test]
