@@ -146,7 +146,7 @@ impl RootContext for AuthRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
         let Some(mut policy) = configured(Policy::parse(&raw)) else { return false };
-        proxy_wasm::set_log_level(policy.config.log_level.to_host());
+        policy.config.log_level.apply();
         let Some(backend) = configured(policy.choose_backend(envoy_signatures)) else { return false };
         log::info!("JWT signatures: {backend}");
         self.metrics = Rc::new(Metrics::define());
@@ -202,15 +202,21 @@ impl AuthRequest {
 impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         wasmfilter_common::test_panic!(self);
+        // One host call for the whole map; :method and :path are in it (no second fetch).
         let headers = self.get_http_request_headers();
-        // Never trust an identity or claim header the client sent itself.
+        // Never trust an identity or claim header the client sent itself. The map is what Envoy holds (names
+        // lower-case): a removal costs a host call, so only headers that are present are removed.
         for name in self.policy.owned_headers() {
-            self.set_http_request_header(name, None);
+            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                self.set_http_request_header(name, None);
+            }
         }
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let raw_path = self.get_http_request_header(":path").unwrap_or_default();
-        let request = Request { method: &method, path: &raw_path, headers: &headers };
-        match self.policy.evaluate(&request, self.now()) {
+        let pseudo = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+        let (method, raw_path) = (pseudo(":method"), pseudo(":path"));
+        let request = Request { method, path: raw_path, headers: &headers };
+        // The clock only when a token may be checked (API keys and rules need no time).
+        let now = if self.policy.config.jwt.is_some() { self.now() } else { 0 };
+        match self.policy.evaluate(&request, now) {
             Outcome::Allow { public, identity, headers } => {
                 if public {
                     bump(self.metrics.public);
@@ -226,6 +232,7 @@ impl HttpContext for AuthRequest {
             }
             Outcome::Deny(denial) => {
                 // The reason goes to the log and the counters, never to the client; no credential is logged.
+                // Formatted only when Envoy logs Wasm at info (`LogLevel::apply`).
                 log::info!("denied {method} with {}: {}", denial.status, denial.reason.as_str());
                 self.deny(&denial)
             }

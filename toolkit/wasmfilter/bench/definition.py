@@ -154,6 +154,7 @@ class BenchDefinition(_Model):
     config: Any = None                   # plugin config for every scenario (default: the manifest's)
     config_patch: dict[str, Any] | None = None   # merged into the manifest's plugin config
     notes: str = ""                      # where the time goes, what would close a gap: shown in the report
+    features: list[str] = Field(default_factory=list)   # cargo features of the filter build under test
     # Cost probes (wasmfilter/bench/probes.py) measured beside the filter: per-callback / per-host-call costs.
     probes: list[str] = Field(default_factory=list)
 

@@ -280,7 +280,7 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     settings = definition.settings
     step = progress or (lambda msg, n: None)
     binary = resolve(envoy_version or manifest.envoy_version)
-    built = build_mod.build(manifest.crate_dir, progress=build_progress)
+    built = build_mod.build(manifest.crate_dir, features=definition.features, progress=build_progress)
     variants = variants_of(definition)
     for variant in variants:
         if variant.kind == PROBE:
