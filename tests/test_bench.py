@@ -143,11 +143,14 @@ def synthetic_doc(tmp_path: Path) -> dict:
                                         "wasm": [Sample(0, _wrk(70, 130, 15000), _wrk(500, 990, 15000), 0),
                                                  Sample(1, _wrk(91, 150, 10500), _wrk(600, 1200, 10500), 0)],
                                         "api_key_auth": [Sample(0, _wrk(55, 110, 19000), _wrk(420, 900, 19000), 0),
-                                                         Sample(1, _wrk(55, 110, 19000), _wrk(420, 900, 19000), 0)]}},
+                                                         Sample(1, _wrk(55, 110, 19000), _wrk(420, 900, 19000), 0)],
+                                        "floor": [Sample(0, _wrk(54, 104, 19500), _wrk(410, 900, 19500), 0),
+                                                  Sample(1, _wrk(56, 106, 19500), _wrk(410, 900, 19500), 0)]}},
                    envoy={"baseline": [EnvoySample(0, 0.08, 64000, 65000), EnvoySample(1, 0.09, 64000, 65000)],
                           "wasm": [EnvoySample(0, 0.25, 94000, 96000), EnvoySample(1, 0.27, 94000, 96000)],
-                          "api_key_auth": [EnvoySample(0, 0.09, 64000, 65100), EnvoySample(1, 0.08, 64000, 65100)]})
-    for name, us_per_req in (("baseline", 20.0), ("wasm", 30.0), ("api_key_auth", 24.0)):
+                          "api_key_auth": [EnvoySample(0, 0.09, 64000, 65100), EnvoySample(1, 0.08, 64000, 65100)],
+                          "floor": [EnvoySample(0, 0.09, 65000, 66000), EnvoySample(1, 0.10, 65000, 66000)]})
+    for name, us_per_req in (("baseline", 20.0), ("wasm", 30.0), ("api_key_auth", 24.0), ("floor", 25.0)):
         for sample in run.samples["allowed"][name]:
             sample.cpu_ns = int(us_per_req * 1000 * sample.throughput.requests)
     return summarize(run)
@@ -164,12 +167,16 @@ def test_report_arithmetic(tmp_path):
     assert sc["wasm_vs_native"]["api_key_auth"]["cpu_efficiency_ratio"]["median"] == pytest.approx(0.8, abs=0.01)
     assert not doc["verdict"]["ok"] and len(doc["verdict"]["misses"]) == 2
     assert any("spread" in w and "allowed/wasm" in w for w in doc["warnings"])
+    floor = sc["wasm_vs_floor"]   # the floor adds 5 µs CPU, the filter 10: 2x the floor
+    assert floor["floor_added_cpu_us_per_req"]["median"] == pytest.approx(5.0, abs=0.01)
+    assert floor["added_cpu_multiple"] == pytest.approx(2.0, abs=0.01) and floor["floor_added_p50_us"]["median"] == 5
     assert doc["envoy"]["wasm"]["start_delta_ms"]["median"] == pytest.approx(175, abs=1)
     assert doc["envoy"]["wasm"]["rss_delta_mib"]["median"] == pytest.approx(31000 / 1024, abs=0.1)
     paths = write_outputs(doc, tmp_path / "out")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = paths["markdown"].read_text()
     assert "| allowed | wasm | 80 |" in md and "❌ allowed: added p50 = 30.5 µs" in md
+    assert "| +10.0 | 2.00x |" in md and "2.00x the floor (a bare no-op module, which adds 5.0 µs" in md
     assert json.loads(paths["json"].read_text())["filter"] == "auth"
 
 

@@ -23,7 +23,7 @@ def test_bench_auth_short_run(tmp_path, auth_build):
     assert "1 round: no spread measured" in result.stderr  # one round is flagged as untrustworthy
 
     doc = json.loads((out / "auth.json").read_text())
-    assert [v["name"] for v in doc["variants"]] == ["baseline", "wasm", "api_key_auth", "rbac"]
+    assert [v["name"] for v in doc["variants"]] == ["baseline", "wasm", "api_key_auth", "rbac", "floor"]
     assert {s["name"] for s in doc["scenarios"]} == {"allowed", "denied-missing", "denied-invalid"}
     for sc in doc["scenarios"]:
         for name, v in sc["variants"].items():
@@ -33,6 +33,8 @@ def test_bench_auth_short_run(tmp_path, auth_build):
             assert len(v["rounds"]) == 1
         assert sc["wasm_vs_baseline"]["added_p50_us"]["median"] is not None
         assert set(sc["wasm_vs_native"]) == {"api_key_auth", "rbac"}
+        # the floor (templates/probes/floor.wat) ran in the same round: the filter's cost is stated against it
+        assert sc["variants"]["floor"]["rps"]["median"] > 0 and "added_cpu_multiple" in sc["wasm_vs_floor"]
     for name, e in doc["envoy"].items():
         assert e["rss_loaded_mib"]["median"] > 10 and e["start_ms"]["median"] > 0, name
     # The Wasm filter really ran under load: its own counters moved.

@@ -37,7 +37,30 @@ pub struct AuthConfig {
     /// (`forward_canonical`); see `upstream_path`.
     #[serde(default)]
     pub path_normalization: PathNormalization,
+    /// The per-worker cache of verified JWTs (see `jwt_cache`).
+    #[serde(default)]
+    pub jwt_cache: JwtCacheConfig,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtCacheConfig {
+    /// Verified tokens remembered per worker (0: off). Each hit skips the signature check until the token's `exp`.
+    #[serde(default = "default_jwt_cache_entries")]
+    pub max_entries: usize,
+}
+
+impl Default for JwtCacheConfig {
+    fn default() -> Self {
+        JwtCacheConfig { max_entries: default_jwt_cache_entries() }
+    }
+}
+
+const fn default_jwt_cache_entries() -> usize {
+    1024
+}
+
+const MAX_JWT_CACHE_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,8 +85,69 @@ pub struct JwtConfig {
     /// Claim used as the identity (forwarded in `identity_header`, matched by rule `identities`).
     #[serde(default = "default_identity_claim")]
     pub identity_claim: String,
-    /// Inline JSON Web Key Set.
-    pub jwks: JwksConfig,
+    /// Inline JSON Web Key Set (with `remote_jwks`: the keys used until the first successful fetch).
+    pub jwks: Option<JwksConfig>,
+    /// A JWKS fetched from an Envoy cluster and refreshed (see `jwks_remote`).
+    pub remote_jwks: Option<RemoteJwksConfig>,
+    /// Where RS256/ES256 signatures are checked: `auto` (Envoy's verify_signature when it passes a self-test at
+    /// start, else the in-module code), `envoy` (refuse the configuration without it) or `module`.
+    #[serde(default)]
+    pub verifier: Verifier,
+}
+
+/// Where the key set comes from when it is not (only) inline. Before the first successful fetch a token is refused
+/// with 503 (fail closed) unless inline `jwks` are given; after it, a failed refresh keeps the last good set
+/// (stale-while-error) and retries every `retry_s`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJwksConfig {
+    /// The Envoy cluster serving the JWKS.
+    pub cluster: String,
+    /// Request path, e.g. `/.well-known/jwks.json`.
+    pub path: String,
+    /// `:authority` of the request (default: the cluster name).
+    pub authority: Option<String>,
+    #[serde(default = "default_refresh_s")]
+    pub refresh_s: u64,
+    #[serde(default = "default_retry_s")]
+    pub retry_s: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A longer answer is refused unread.
+    #[serde(default = "default_jwks_max_bytes")]
+    pub max_bytes: usize,
+    /// At most this many keys are taken from an answer (more: the answer is refused).
+    #[serde(default = "default_jwks_max_keys")]
+    pub max_keys: usize,
+}
+
+const fn default_refresh_s() -> u64 {
+    300
+}
+
+const fn default_retry_s() -> u64 {
+    5
+}
+
+const fn default_timeout_ms() -> u64 {
+    2000
+}
+
+const fn default_jwks_max_bytes() -> usize {
+    64 * 1024
+}
+
+const fn default_jwks_max_keys() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verifier {
+    #[default]
+    Auto,
+    Envoy,
+    Module,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -222,8 +306,15 @@ impl AuthConfig {
             if jwt.clock_skew_s > MAX_CLOCK_SKEW_S {
                 return Err(invalid("jwt.clock_skew_s", format!("must be at most {MAX_CLOCK_SKEW_S}")));
             }
-            if jwt.jwks.keys.is_empty() {
-                return Err(invalid("jwt.jwks.keys", "must not be empty"));
+            match (&jwt.jwks, &jwt.remote_jwks) {
+                (None, None) => return Err(invalid("jwt.jwks", "or `jwt.remote_jwks` is required")),
+                (Some(jwks), _) if jwks.keys.is_empty() => {
+                    return Err(invalid("jwt.jwks.keys", "must not be empty"));
+                }
+                _ => {}
+            }
+            if let Some(remote) = &jwt.remote_jwks {
+                remote.validate()?;
             }
             let reserved = [self.identity_header.as_str(), self.key_header.as_str(), jwt.header.as_str()];
             if jwt.claims_to_headers.values().any(|h| reserved.contains(&h.as_str())) {
@@ -232,6 +323,9 @@ impl AuthConfig {
                     "must not name the identity, key or token header",
                 ));
             }
+        }
+        if self.jwt_cache.max_entries > MAX_JWT_CACHE_ENTRIES {
+            return Err(invalid("jwt_cache.max_entries", format!("must be at most {MAX_JWT_CACHE_ENTRIES}")));
         }
         for (i, rule) in self.rules.iter().enumerate() {
             if !is_normal_prefix(&rule.prefix) {
@@ -259,6 +353,33 @@ impl AuthConfig {
                     &format!("rules[{i}].identities"),
                     "only applies to rules that require a credential",
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RemoteJwksConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let f = |name: &str| format!("jwt.remote_jwks.{name}");
+        if self.cluster.is_empty() || !is_header_value(&self.cluster) {
+            return Err(invalid(&f("cluster"), "must name an Envoy cluster"));
+        }
+        if !self.path.starts_with('/') || !is_header_value(&self.path) || self.path.contains(' ') {
+            return Err(invalid(&f("path"), "must be a request path starting with `/`"));
+        }
+        if self.authority.as_deref().is_some_and(|a| a.is_empty() || !is_header_value(a) || a.contains(' ')) {
+            return Err(invalid(&f("authority"), "must be a host name"));
+        }
+        for (name, value, low, high) in [
+            ("refresh_s", self.refresh_s, 1, 86_400),
+            ("retry_s", self.retry_s, 1, 3_600),
+            ("timeout_ms", self.timeout_ms, 10, 60_000),
+            ("max_bytes", self.max_bytes as u64, 64, 1024 * 1024),
+            ("max_keys", self.max_keys as u64, 1, 256),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(invalid(&f(name), format!("must be between {low} and {high}")));
             }
         }
         Ok(())
@@ -361,6 +482,47 @@ mod tests {
         assert!(err.message().contains("field `jwt.claims_to_headers`"), "{err}");
         let err = with(r#", "jwt": {"jwks": {"keys": []}}"#).unwrap_err();
         assert!(err.message().contains("field `jwt.jwks.keys`"), "{err}");
+    }
+
+    #[test]
+    fn jwt_cache_and_verifier_settings() {
+        assert_eq!(with("").unwrap().jwt_cache.max_entries, 1024);
+        assert_eq!(with(r#", "jwt_cache": {"max_entries": 0}"#).unwrap().jwt_cache.max_entries, 0);
+        let err = with(r#", "jwt_cache": {"max_entries": 1000000}"#).unwrap_err();
+        assert!(err.message().contains("field `jwt_cache.max_entries`"), "{err}");
+        let err = with(r#", "jwt_cache": {"size": 1}"#).unwrap_err();
+        assert!(err.message().contains("unknown field `size`"), "{err}");
+        let jwks = r#""jwks": {"keys": [{"kty": "oct", "k": "AAAA"}]}"#;
+        let config = with(&format!(r#", "jwt": {{{jwks}, "verifier": "module"}}"#)).unwrap();
+        assert_eq!(config.jwt.map(|j| j.verifier), Some(Verifier::Module));
+        let err = with(&format!(r#", "jwt": {{{jwks}, "verifier": "boringssl"}}"#)).unwrap_err();
+        assert!(err.message().contains("unknown variant `boringssl`"), "{err}");
+    }
+
+    #[test]
+    fn remote_jwks_settings() {
+        let remote = r#""remote_jwks": {"cluster": "idp", "path": "/jwks.json"}"#;
+        let config = with(&format!(r#", "jwt": {{{remote}}}"#)).unwrap();
+        let r = config.jwt.and_then(|j| j.remote_jwks).unwrap();
+        assert_eq!((r.refresh_s, r.retry_s, r.timeout_ms, r.max_bytes, r.max_keys), (300, 5, 2000, 65536, 32));
+        let err = with(r#", "jwt": {}"#).unwrap_err();
+        assert!(err.message().contains("field `jwt.jwks` or `jwt.remote_jwks` is required"), "{err}");
+        for (extra, field) in [
+            (r#""path": "jwks.json""#, "path"),
+            (r#""cluster": """#, "cluster"),
+            (r#""refresh_s": 0"#, "refresh_s"),
+            (r#""max_bytes": 10000000"#, "max_bytes"),
+            (r#""max_keys": 0"#, "max_keys"),
+            (r#""timeout_ms": 1"#, "timeout_ms"),
+        ] {
+            let remote = format!(r#""remote_jwks": {{"cluster": "idp", "path": "/j", {extra}}}"#)
+                .replacen(r#""cluster": "idp", "path": "/j", "path""#, r#""cluster": "idp", "path""#, 1)
+                .replacen(r#""cluster": "idp", "path": "/j", "cluster""#, r#""path": "/j", "cluster""#, 1);
+            let err = with(&format!(r#", "jwt": {{{remote}}}"#)).unwrap_err();
+            assert!(err.message().contains(&format!("field `jwt.remote_jwks.{field}`")), "{extra}: {err}");
+        }
+        let err = with(r#", "jwt": {"remote_jwks": {"cluster": "idp", "path": "/j", "url": "x"}}"#).unwrap_err();
+        assert!(err.message().contains("unknown field `url`"), "{err}");
     }
 
     #[test]

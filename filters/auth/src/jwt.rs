@@ -6,14 +6,17 @@
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 #[cfg(feature = "es256")]
-use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::signature::Verifier as _;
 #[cfg(all(feature = "rs256", not(feature = "es256")))]
-use rsa::signature::Verifier;
+use rsa::signature::Verifier as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
+use std::cell::RefCell;
+use std::rc::Rc;
 
-use crate::config::{JwkConfig, JwtConfig, invalid, is_header_value};
+use crate::config::{JwkConfig, JwtConfig, Verifier, invalid, is_header_value};
+use crate::host_crypto;
 use wasmfilter_common::ConfigError;
 
 pub type Claims = Map<String, Value>;
@@ -50,6 +53,8 @@ pub enum JwtError {
     NotYetValid,
     WrongIssuer,
     WrongAudience,
+    /// No key set yet: the remote JWKS has not been fetched successfully (fail closed).
+    KeysUnavailable,
 }
 
 impl JwtError {
@@ -65,16 +70,31 @@ impl JwtError {
             JwtError::NotYetValid => "not_yet_valid",
             JwtError::WrongIssuer => "wrong_issuer",
             JwtError::WrongAudience => "wrong_audience",
+            JwtError::KeysUnavailable => "keys_unavailable",
         }
     }
 }
 
 enum Material {
     Hmac(Vec<u8>),
-    #[cfg(feature = "rs256")]
-    Rsa(rsa::pkcs1v15::VerifyingKey<Sha256>),
-    #[cfg(feature = "es256")]
-    Ec(p256::ecdsa::VerifyingKey),
+    /// The DER SubjectPublicKeyInfo (what Envoy's `verify_signature` takes) and, when compiled in, the in-module key.
+    Rsa {
+        spki: Vec<u8>,
+        #[cfg(feature = "rs256")]
+        key: rsa::pkcs1v15::VerifyingKey<Sha256>,
+    },
+    Ec {
+        spki: Vec<u8>,
+        #[cfg(feature = "es256")]
+        key: p256::ecdsa::VerifyingKey,
+    },
+}
+
+/// Checks RS256/ES256 signatures outside the module: Envoy's `verify_signature` foreign function (BoringSSL).
+/// Chosen once, at `on_configure` (see `host_crypto::self_test`); without one the in-module code checks them.
+pub trait SignatureHost {
+    /// True only when the host says the DER `signature` over `text` is valid for the DER public key `spki`.
+    fn verify(&self, spki: &[u8], signature: &[u8], text: &[u8]) -> bool;
 }
 
 struct Key {
@@ -84,30 +104,72 @@ struct Key {
 }
 
 impl Key {
-    fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+    fn verify(&self, signing_input: &[u8], signature: &[u8], host: Option<&dyn SignatureHost>) -> bool {
         match &self.material {
             Material::Hmac(secret) => {
                 let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
                 mac.update(signing_input);
                 mac.verify_slice(signature).is_ok() // constant time
             }
-            #[cfg(feature = "rs256")]
-            Material::Rsa(key) => match rsa::pkcs1v15::Signature::try_from(signature) {
-                Ok(sig) => key.verify(signing_input, &sig).is_ok(),
-                Err(_) => false,
-            },
-            #[cfg(feature = "es256")]
-            Material::Ec(key) => match p256::ecdsa::Signature::from_slice(signature) {
-                Ok(sig) => key.verify(signing_input, &sig).is_ok(),
-                Err(_) => false,
-            },
+            #[cfg_attr(not(feature = "rs256"), allow(unused_variables))]
+            Material::Rsa { spki, .. } => {
+                if let Some(host) = host {
+                    return host.verify(spki, signature, signing_input);
+                }
+                #[cfg(feature = "rs256")]
+                if let Material::Rsa { key, .. } = &self.material {
+                    return match rsa::pkcs1v15::Signature::try_from(signature) {
+                        Ok(sig) => key.verify(signing_input, &sig).is_ok(),
+                        Err(_) => false,
+                    };
+                }
+                false
+            }
+            Material::Ec { spki, .. } => {
+                if let Some(host) = host {
+                    // JWS `r || s` → DER; any other length is no ES256 signature.
+                    return host_crypto::ecdsa_der(signature).is_some_and(|der| host.verify(spki, &der, signing_input));
+                }
+                #[cfg(feature = "es256")]
+                if let Material::Ec { key, .. } = &self.material {
+                    return match p256::ecdsa::Signature::from_slice(signature) {
+                        Ok(sig) => key.verify(signing_input, &sig).is_ok(),
+                        Err(_) => false,
+                    };
+                }
+                false
+            }
+        }
+    }
+
+    fn asymmetric(&self) -> bool {
+        !matches!(self.material, Material::Hmac(_))
+    }
+
+    /// Whether the in-module code can check this key's signatures (its cargo feature is compiled in).
+    fn compiled_in(&self) -> bool {
+        match self.material {
+            Material::Hmac(_) => true,
+            Material::Rsa { .. } => cfg!(feature = "rs256"),
+            Material::Ec { .. } => cfg!(feature = "es256"),
         }
     }
 }
 
+/// The JWK members a fetched key may carry into `JwkConfig` (the rest are ignored).
+const JWK_MEMBERS: &[&str] = &["kty", "kid", "alg", "use", "key_ops", "k", "n", "e", "crv", "x", "y", "d"];
+
 const MIN_HMAC_BYTES: usize = 32;
-#[cfg(feature = "rs256")]
 const MIN_RSA_BITS: usize = 2048;
+
+/// Bits of a big-endian unsigned integer (leading zero bytes ignored).
+fn modulus_bits(n: &[u8]) -> usize {
+    let skip = n.iter().take_while(|b| **b == 0).count();
+    match n.get(skip) {
+        Some(top) => (n.len() - skip - 1) * 8 + (8 - top.leading_zeros() as usize),
+        None => 0,
+    }
+}
 
 fn b64(field: &str, value: Option<&String>) -> Result<Vec<u8>, ConfigError> {
     let value = value.ok_or_else(|| invalid(field, "is required for this key type"))?;
@@ -129,22 +191,26 @@ fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
             }
             (Alg::Hs256, Material::Hmac(secret))
         }
-        #[cfg(feature = "rs256")]
         "RSA" => {
             if jwk.d.is_some() {
                 return Err(invalid(&f("d"), "is private key material; configure the public key only"));
             }
             let n = b64(&f("n"), jwk.n.as_ref())?;
             let e = b64(&f("e"), jwk.e.as_ref())?;
-            let n = rsa::BigUint::from_bytes_be(&n);
-            if n.bits() < MIN_RSA_BITS {
-                return Err(invalid(&f("n"), "must be an RSA modulus of at least 2048 bits"));
+            if modulus_bits(&n) < MIN_RSA_BITS || e.iter().all(|b| *b == 0) || e.len() > 8 {
+                return Err(invalid(&f("n"), "must be an RSA modulus of at least 2048 bits (with a usable `e`)"));
             }
-            let key = rsa::RsaPublicKey::new(n, rsa::BigUint::from_bytes_be(&e))
+            let spki = host_crypto::rsa_spki(&n, &e);
+            #[cfg(feature = "rs256")]
+            let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&n), rsa::BigUint::from_bytes_be(&e))
+                .map(rsa::pkcs1v15::VerifyingKey::new)
                 .map_err(|e| invalid(&f("n"), format!("is not a usable RSA public key ({e})")))?;
-            (Alg::Rs256, Material::Rsa(rsa::pkcs1v15::VerifyingKey::new(key)))
+            #[cfg(feature = "rs256")]
+            let material = Material::Rsa { spki, key };
+            #[cfg(not(feature = "rs256"))]
+            let material = Material::Rsa { spki };
+            (Alg::Rs256, material)
         }
-        #[cfg(feature = "es256")]
         "EC" => {
             if jwk.d.is_some() {
                 return Err(invalid(&f("d"), "is private key material; configure the public key only"));
@@ -157,21 +223,15 @@ fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
             if x.len() != 32 || y.len() != 32 {
                 return Err(invalid(&f("x"), "and `y` must be 32-byte P-256 coordinates"));
             }
-            let mut sec1 = Vec::with_capacity(65);
-            sec1.push(0x04);
-            sec1.extend_from_slice(&x);
-            sec1.extend_from_slice(&y);
-            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+            let spki = host_crypto::p256_spki(&x, &y);
+            #[cfg(feature = "es256")]
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&[&[0x04], &x[..], &y[..]].concat())
                 .map_err(|_| invalid(&f("x"), "and `y` are not a point on P-256"))?;
-            (Alg::Es256, Material::Ec(key))
-        }
-        #[cfg(not(feature = "rs256"))]
-        "RSA" => {
-            return Err(invalid(&f("kty"), "`RSA` needs the filter built with cargo feature `rs256`"));
-        }
-        #[cfg(not(feature = "es256"))]
-        "EC" => {
-            return Err(invalid(&f("kty"), "`EC` needs the filter built with cargo feature `es256`"));
+            #[cfg(feature = "es256")]
+            let material = Material::Ec { spki, key };
+            #[cfg(not(feature = "es256"))]
+            let material = Material::Ec { spki };
+            (Alg::Es256, material)
         }
         other => {
             return Err(invalid(&f("kty"), format!("`{other}` is not supported (use oct, RSA or EC)")));
@@ -199,7 +259,12 @@ struct Header {
 }
 
 pub struct Validator {
-    keys: Vec<Key>,
+    /// Where RS256/ES256 signatures are checked: Envoy (Some) or the in-module code (None).
+    host: Option<Box<dyn SignatureHost>>,
+    /// Replaced as a whole when a remote JWKS arrives (requests hold their own Rc while they verify).
+    keys: RefCell<Rc<Vec<Key>>>,
+    /// A remote JWKS is configured: RSA/EC keys may arrive later.
+    remote: bool,
     issuer: Option<String>,
     audiences: Vec<String>,
     skew: u64,
@@ -209,7 +274,8 @@ pub struct Validator {
 impl Validator {
     pub fn new(config: &JwtConfig) -> Result<Self, ConfigError> {
         let mut keys: Vec<Key> = Vec::new();
-        for (i, jwk) in config.jwks.keys.iter().enumerate() {
+        let inline = config.jwks.as_ref().map(|j| j.keys.as_slice()).unwrap_or_default();
+        for (i, jwk) in inline.iter().enumerate() {
             let key = build_key(&format!("jwt.jwks.keys[{i}]"), jwk)?;
             if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
                 return Err(invalid(&format!("jwt.jwks.keys[{i}].kid"), "is used by another key"));
@@ -217,7 +283,9 @@ impl Validator {
             keys.push(key);
         }
         Ok(Validator {
-            keys,
+            host: None,
+            keys: RefCell::new(Rc::new(keys)),
+            remote: config.remote_jwks.is_some(),
             issuer: config.issuer.clone(),
             audiences: config.audiences.clone(),
             skew: config.clock_skew_s,
@@ -225,15 +293,95 @@ impl Validator {
         })
     }
 
-    fn key_for(&self, alg: Alg, kid: Option<&str>) -> Result<&Key, JwtError> {
+    /// Picks where RS256/ES256 signatures are checked, once, at configuration: `host` is Envoy's
+    /// `verify_signature` when its self-test passed. The answer is for the log.
+    pub fn choose_backend(&mut self, verifier: Verifier, host: Option<Box<dyn SignatureHost>>) -> Result<&'static str, ConfigError> {
+        let missing = self.keys.borrow().iter().position(|k| !k.compiled_in());
+        if !self.has_asymmetric_keys() {
+            return Ok("HS256 only: no asymmetric key, nothing to choose");
+        }
+        match (verifier, host) {
+            (Verifier::Module, _) | (Verifier::Auto, None) => match missing {
+                Some(i) => Err(invalid(
+                    &format!("jwt.jwks.keys[{i}].kty"),
+                    "needs Envoy's verify_signature (absent or failing its self-test here) or the filter built with \
+                     cargo feature rs256/es256",
+                )),
+                None => Ok("RS256/ES256 in-module (RSA/P-256 compiled into the filter)"),
+            },
+            (Verifier::Envoy | Verifier::Auto, Some(host)) => {
+                self.host = Some(host);
+                Ok("RS256/ES256 by Envoy's verify_signature foreign function (BoringSSL)")
+            }
+            (Verifier::Envoy, None) => Err(invalid(
+                "jwt.verifier",
+                "is `envoy` but this Envoy has no working verify_signature foreign function",
+            )),
+        }
+    }
+
+    /// Whether any key is RSA or EC (only then is Envoy's verify_signature worth a self-test).
+    pub fn has_asymmetric_keys(&self) -> bool {
+        self.remote || self.keys.borrow().iter().any(Key::asymmetric)
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.borrow().len()
+    }
+
+    /// Replaces the key set with a fetched JWKS document. Keys this filter cannot use (other types, curves or
+    /// uses, RSA/EC without a verifier for them, private material, duplicate kids) are skipped and named in the
+    /// second list; no usable key, JSON that is not a JWKS or more than `max_keys` keys: Err, the old set stays.
+    pub fn replace_keys(&self, body: &[u8], max_keys: usize) -> Result<(usize, Vec<String>), String> {
+        let doc: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+        let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+            return Err("no `keys` array".to_owned());
+        };
+        if entries.len() > max_keys {
+            return Err(format!("{} keys, more than max_keys {max_keys}", entries.len()));
+        }
+        let mut keys: Vec<Key> = Vec::new();
+        let mut skipped = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let at = format!("keys[{i}]");
+            // Identity providers add members we do not use (x5c, x5t, ...): keep only the JWK members we read.
+            let known = match entry {
+                Value::Object(members) => Value::Object(
+                    members.iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                ),
+                _ => Value::Null,
+            };
+            let key = serde_json::from_value::<JwkConfig>(known)
+                .map_err(|e| format!("{at}: {e}"))
+                .and_then(|jwk| build_key(&at, &jwk).map_err(|e| e.message().to_owned()));
+            match key {
+                Ok(key) if self.host.is_none() && !key.compiled_in() => {
+                    skipped.push(format!("{at}: no verifier for its algorithm in this build and Envoy"));
+                }
+                Ok(key) if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) => {
+                    skipped.push(format!("{at}: kid used by another key"));
+                }
+                Ok(key) => keys.push(key),
+                Err(e) => skipped.push(e),
+            }
+        }
+        if keys.is_empty() {
+            return Err(format!("no usable key ({})", skipped.join("; ")));
+        }
+        let count = keys.len();
+        *self.keys.borrow_mut() = Rc::new(keys);
+        Ok((count, skipped))
+    }
+
+    fn key_for<'k>(keys: &'k [Key], alg: Alg, kid: Option<&str>) -> Result<&'k Key, JwtError> {
         match kid {
             Some(kid) => {
-                let key = self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or(JwtError::UnknownKid)?;
+                let key = keys.iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or(JwtError::UnknownKid)?;
                 if key.alg == alg { Ok(key) } else { Err(JwtError::AlgMismatch) }
             }
             // Without a kid the choice must be unambiguous: exactly one key for that algorithm.
             None => {
-                let mut candidates = self.keys.iter().filter(|k| k.alg == alg);
+                let mut candidates = keys.iter().filter(|k| k.alg == alg);
                 match (candidates.next(), candidates.next()) {
                     (Some(key), None) => Ok(key),
                     _ => Err(JwtError::UnknownKid),
@@ -263,10 +411,14 @@ impl Validator {
         if signature.is_empty() {
             return Err(JwtError::Malformed);
         }
-        let key = self.key_for(alg, header.kid.as_deref())?;
+        let keys = Rc::clone(&self.keys.borrow());
+        if keys.is_empty() {
+            return Err(JwtError::KeysUnavailable);
+        }
+        let key = Self::key_for(&keys, alg, header.kid.as_deref())?;
         let signing_input_len = header_b64.len() + 1 + payload_b64.len();
         let signing_input = token.as_bytes().get(..signing_input_len).ok_or(JwtError::Malformed)?;
-        if !key.verify(signing_input, &signature) {
+        if !key.verify(signing_input, &signature, self.host.as_deref()) {
             return Err(JwtError::BadSignature);
         }
         let claims: Claims = serde_json::from_slice(&decode(payload_b64)?).map_err(|_| JwtError::Malformed)?;
@@ -302,6 +454,11 @@ impl Validator {
         }
         Ok(())
     }
+}
+
+/// The `exp` of verified claims (every verified token has one), for the token cache.
+pub fn expiry(claims: &Claims) -> Option<u64> {
+    numeric_date(claims.get("exp")).ok().flatten()
 }
 
 /// A NumericDate claim: absent → None; present but not a non-negative number → malformed.
@@ -456,6 +613,96 @@ pub(crate) mod tests {
         assert_eq!(claim_header_value(&serde_json::json!(["r", "w"])), Some("r w".into()));
         assert_eq!(claim_header_value(&serde_json::json!("a\r\nx-evil: 1")), None);
         assert_eq!(claim_header_value(&serde_json::json!({"a": 1})), None);
+    }
+
+    /// (public key, signature) pairs a fake host was asked about.
+    pub(crate) type Calls = std::rc::Rc<std::cell::RefCell<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+    /// A stand-in for Envoy's verify_signature: records what it was asked, answers `answer`.
+    pub(crate) struct FakeHost {
+        pub(crate) calls: Calls,
+        pub(crate) answer: bool,
+    }
+
+    impl SignatureHost for FakeHost {
+        fn verify(&self, spki: &[u8], signature: &[u8], _text: &[u8]) -> bool {
+            self.calls.borrow_mut().push((spki.to_vec(), signature.to_vec()));
+            self.answer
+        }
+    }
+
+    pub(crate) fn fake_host(answer: bool) -> (Box<dyn SignatureHost>, Calls) {
+        let calls = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        (Box::new(FakeHost { calls: calls.clone(), answer }), calls)
+    }
+
+    #[test]
+    fn envoy_verifies_asymmetric_signatures_when_chosen() {
+        let der = |name: &str| hex::decode(fixtures()["der"][name].as_str().unwrap()).unwrap();
+        let mut v = validator();
+        let (host, calls) = fake_host(true);
+        assert!(v.choose_backend(Verifier::Auto, Some(host)).unwrap().contains("verify_signature"));
+        assert!(v.verify(&token("es256"), NOW).is_ok());
+        assert_eq!(calls.borrow().last(), Some(&(der("es1_spki"), der("es256_sig_der"))), "DER key and signature");
+        assert!(v.verify(&token("rs256"), NOW).is_ok());
+        assert_eq!(calls.borrow().last().map(|c| c.0.clone()), Some(der("rs1_spki")));
+        assert!(v.verify(&token("hs256"), NOW).is_ok());
+        assert_eq!(calls.borrow().len(), 2, "HS256 never leaves the module");
+        assert_eq!(v.verify(&token("es256_der_signature"), NOW).err(), Some(JwtError::BadSignature));
+        assert_eq!(calls.borrow().len(), 2, "a DER signature in a JWS is refused before the host call");
+        let mut refusing = validator();
+        refusing.choose_backend(Verifier::Envoy, Some(fake_host(false).0)).unwrap();
+        assert_eq!(refusing.verify(&token("rs256"), NOW).err(), Some(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn backend_choice_follows_the_verifier_setting() {
+        let mut module = validator();
+        let (host, calls) = fake_host(true);
+        assert!(module.choose_backend(Verifier::Module, Some(host)).unwrap().contains("in-module"));
+        assert_eq!(module.verify(&token("tampered_payload"), NOW).err(), Some(JwtError::BadSignature));
+        assert!(calls.borrow().is_empty());
+        let mut auto = validator();
+        assert!(auto.choose_backend(Verifier::Auto, None).unwrap().contains("in-module"));
+        let err = validator().choose_backend(Verifier::Envoy, None).unwrap_err();
+        assert!(err.message().contains("field `jwt.verifier`"), "{err}");
+    }
+
+    fn remote_only() -> Validator {
+        let config: JwtConfig =
+            serde_json::from_str(r#"{"issuer": "https://issuer.example", "audiences": ["wasmfilter"],
+                "remote_jwks": {"cluster": "idp", "path": "/jwks"}}"#).unwrap();
+        Validator::new(&config).unwrap()
+    }
+
+    #[test]
+    fn remote_key_sets_replace_and_fail_safely() {
+        let v = remote_only();
+        assert!(v.has_asymmetric_keys(), "RSA/EC keys may arrive: the host self-test is worth running");
+        assert_eq!(v.verify(&token("rs256"), NOW).err(), Some(JwtError::KeysUnavailable), "fail closed before a fetch");
+        let mut set = fixtures()["config"]["jwt"]["jwks"].clone();
+        set["keys"][1]["x5c"] = Value::from(vec!["MIIB..."]); // members we do not read are ignored
+        set["keys"].as_array_mut().unwrap().push(serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"}));
+        let (count, skipped) = v.replace_keys(set.to_string().as_bytes(), 32).unwrap();
+        assert_eq!((count, skipped.len()), (3, 1), "{skipped:?}");
+        assert!(skipped[0].contains("keys[3]") && skipped[0].contains("OKP"), "{skipped:?}");
+        assert!(v.verify(&token("rs256"), NOW).is_ok() && v.verify(&token("es256"), NOW).is_ok());
+        // Garbage, no keys, too many keys, nothing usable: Err, and the good set stays.
+        for (body, why) in [
+            (&b"<html>oops</html>"[..], "not JSON"),
+            (br#"{"kys": []}"#, "no `keys`"),
+            (br#"{"keys": [{"kty": "oct", "k": "c2hvcnQ"}]}"#, "no usable key"),
+        ] {
+            let err = v.replace_keys(body, 32).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        assert!(v.replace_keys(set.to_string().as_bytes(), 2).unwrap_err().contains("max_keys 2"));
+        assert!(v.verify(&token("rs256"), NOW).is_ok(), "stale-while-error: the last good set stays");
+        // Rotation: a set without rs1 makes its tokens unknown.
+        let rotated = serde_json::json!({"keys": [set["keys"][2].clone()]});
+        assert_eq!(v.replace_keys(rotated.to_string().as_bytes(), 32).unwrap().0, 1);
+        assert_eq!(v.verify(&token("rs256"), NOW).err(), Some(JwtError::UnknownKid));
+        assert!(v.verify(&token("es256"), NOW).is_ok());
     }
 
     fn config_error(jwks: &str) -> String {

@@ -2,7 +2,10 @@
 //! and say what to forward or how to refuse. `lib.rs` only moves data between this and the proxy.
 use crate::apikey::{self, Decision};
 use crate::config::{AuthConfig, Require};
-use crate::jwt::{self, JwtError, Validator};
+use crate::config::Verifier;
+use crate::jwt::{self, JwtError, SignatureHost, Validator};
+use crate::jwt_cache::{self, Grant, TokenCache};
+use std::cell::RefCell;
 use crate::path::{self, PathError};
 use crate::rules;
 use wasmfilter_common::ConfigError;
@@ -10,6 +13,9 @@ use wasmfilter_common::ConfigError;
 pub struct Policy {
     pub config: AuthConfig,
     validator: Option<Validator>,
+    /// Verified tokens of this worker (`jwt_cache`); a RefCell because the policy is shared by the worker's
+    /// request contexts, one at a time (a Wasm VM is single-threaded).
+    cache: RefCell<TokenCache>,
 }
 
 /// The request as the filter sees it. Header names are matched case-insensitively.
@@ -45,7 +51,7 @@ impl Reason {
     }
 
     /// Every reason, for defining the counters up front.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::BadPath,
         Reason::Missing,
         Reason::Ambiguous,
@@ -61,6 +67,7 @@ impl Reason {
         Reason::Token(JwtError::NotYetValid),
         Reason::Token(JwtError::WrongIssuer),
         Reason::Token(JwtError::WrongAudience),
+        Reason::Token(JwtError::KeysUnavailable),
     ];
 }
 
@@ -84,6 +91,7 @@ impl Denial {
     pub fn body(&self) -> &'static str {
         match (self.status, self.reason) {
             (400, _) => r#"{"error":"bad request"}"#,
+            (503, _) => r#"{"error":"unavailable"}"#,
             (401, _) => r#"{"error":"missing credentials"}"#,
             (_, Reason::Forbidden) => r#"{"error":"forbidden"}"#,
             _ => r#"{"error":"invalid credentials"}"#,
@@ -109,7 +117,39 @@ impl Policy {
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let config = AuthConfig::parse(raw)?;
         let validator = config.jwt.as_ref().map(Validator::new).transpose()?;
-        Ok(Policy { config, validator })
+        let cache = RefCell::new(TokenCache::new(config.jwt_cache.max_entries));
+        Ok(Policy { config, validator, cache })
+    }
+
+    /// Picks where RS256/ES256 signatures are checked (`jwt.verifier`); `host` runs Envoy's verify_signature
+    /// self-test and is called only when an asymmetric key needs it. The answer is for the log.
+    pub fn choose_backend(
+        &mut self,
+        host: impl FnOnce() -> Option<Box<dyn SignatureHost>>,
+    ) -> Result<&'static str, ConfigError> {
+        let (Some(validator), Some(jwt)) = (self.validator.as_mut(), self.config.jwt.as_ref()) else {
+            return Ok("no JWT configured");
+        };
+        let wanted = validator.has_asymmetric_keys() && jwt.verifier != Verifier::Module;
+        validator.choose_backend(jwt.verifier, if wanted { host() } else { None })
+    }
+
+    /// A fetched JWKS replaces the key set (see `Validator::replace_keys`); tokens verified under the old set are
+    /// forgotten. Err: the answer is unusable and the old set (possibly none) stays.
+    pub fn replace_keys(&self, body: &[u8]) -> Result<(usize, Vec<String>), String> {
+        let (Some(validator), Some(remote)) =
+            (&self.validator, self.config.jwt.as_ref().and_then(|j| j.remote_jwks.as_ref()))
+        else {
+            return Err("no remote_jwks configured".to_owned());
+        };
+        let replaced = validator.replace_keys(body, remote.max_keys)?;
+        self.cache.borrow_mut().clear();
+        Ok(replaced)
+    }
+
+    /// Keys in use now (for the log).
+    pub fn key_count(&self) -> usize {
+        self.validator.as_ref().map(Validator::key_count).unwrap_or(0)
     }
 
     /// Request headers the filter owns: removed from every request before anything else, so a client can never
@@ -148,6 +188,9 @@ impl Policy {
                 }
                 return Outcome::Deny(Denial { status: 401, reason: Reason::Missing, challenges });
             }
+            // No key set yet (remote JWKS not fetched): fail closed, and say "try again" rather than "invalid".
+            (Found::Invalid(reason @ Reason::Token(JwtError::KeysUnavailable)), _)
+            | (_, Found::Invalid(reason @ Reason::Token(JwtError::KeysUnavailable))) => return deny(503, reason),
             (Found::Invalid(reason), _) | (_, Found::Invalid(reason)) => return deny(403, reason),
             (Found::Valid { .. }, Found::Valid { .. }) => return deny(403, Reason::Ambiguous),
             (found @ Found::Valid { .. }, Found::Missing) | (Found::Missing, found @ Found::Valid { .. }) => found,
@@ -200,18 +243,28 @@ impl Policy {
         if token.contains([',', ' ']) {
             return Found::Invalid(Reason::Ambiguous);
         }
+        // A token verified before (same bytes, same key set, not past its exp) grants the same again.
+        let cached = self.cache.borrow().enabled() && token.len() <= jwt_config.max_token_bytes;
+        let key = cached.then(|| jwt_cache::key(token));
+        if let Some(Grant { identity, headers }) = key.and_then(|k| self.cache.borrow_mut().get(&k, now)) {
+            return Found::Valid { identity, headers };
+        }
         let claims = match validator.verify(token, now) {
             Ok(claims) => claims,
             Err(e) => return Found::Invalid(Reason::Token(e)),
         };
         let identity = claims.get(&jwt_config.identity_claim).and_then(jwt::claim_header_value);
-        let headers = jwt_config
+        let headers: Vec<(String, String)> = jwt_config
             .claims_to_headers
             .iter()
             .filter_map(|(claim, header)| {
                 claims.get(claim).and_then(jwt::claim_header_value).map(|v| (header.clone(), v))
             })
             .collect();
+        if let (Some(k), Some(exp)) = (key, jwt::expiry(&claims)) {
+            let grant = Grant { identity: identity.clone(), headers: headers.clone() };
+            self.cache.borrow_mut().insert(k, exp, grant, now);
+        }
         Found::Valid { identity, headers }
     }
 }
@@ -354,6 +407,53 @@ mod tests {
             let Outcome::Deny(d) = eval("GET", path, &[]) else { panic!("{path}") };
             assert_eq!((d.status, d.reason, d.body()), (400, Reason::BadPath, r#"{"error":"bad request"}"#), "{path}");
         }
+    }
+
+    #[test]
+    fn verified_tokens_are_cached_until_exp() {
+        let mut p = policy();
+        let (host, calls) = crate::jwt::tests::fake_host(true);
+        p.choose_backend(|| Some(host)).unwrap();
+        let bearer = format!("Bearer {}", token("rs256"));
+        let hs = headers(&[("authorization", &bearer)]);
+        let request = Request { method: "GET", path: "/orders", headers: &hs };
+        let first = p.evaluate(&request, NOW);
+        assert_eq!(status(&first), 200);
+        assert_eq!(p.evaluate(&request, NOW + 10), first, "a hit grants the same");
+        assert_eq!(calls.borrow().len(), 1, "the second request skipped the signature check");
+        let exp = 4_102_444_800; // the fixtures' exp: past it the entry is dropped and the token checked again
+        assert_eq!(reason(&p.evaluate(&request, exp + 61)), Some(Reason::Token(JwtError::Expired)));
+        assert_eq!(calls.borrow().len(), 2);
+        // Off: every request verifies.
+        let raw = format!(r#"{{"jwt": {}, "jwt_cache": {{"max_entries": 0}}}}"#, jwt_config_json());
+        let mut off = Policy::parse(raw.as_bytes()).unwrap();
+        let (host, calls) = crate::jwt::tests::fake_host(true);
+        off.choose_backend(|| Some(host)).unwrap();
+        for _ in 0..3 {
+            assert_eq!(status(&off.evaluate(&request, NOW)), 200);
+        }
+        assert_eq!(calls.borrow().len(), 3);
+    }
+
+    #[test]
+    fn remote_keys_fail_closed_with_503_then_serve_and_reset_the_cache() {
+        let raw = r#"{"jwt": {"issuer": "https://issuer.example", "audiences": ["wasmfilter"],
+            "remote_jwks": {"cluster": "idp", "path": "/jwks"}}}"#;
+        let p = Policy::parse(raw.as_bytes()).unwrap();
+        let bearer = format!("Bearer {}", token("rs256"));
+        let hs = headers(&[("authorization", &bearer)]);
+        let request = Request { method: "GET", path: "/orders", headers: &hs };
+        let Outcome::Deny(d) = p.evaluate(&request, NOW) else { panic!("allowed without keys") };
+        assert_eq!((d.status, d.reason, d.body()), (503, Reason::Token(JwtError::KeysUnavailable), r#"{"error":"unavailable"}"#));
+        assert_eq!(status(&p.evaluate(&Request { method: "GET", path: "/orders", headers: &[] }, NOW)), 401);
+        let set = crate::jwt::tests::fixtures()["config"]["jwt"]["jwks"].to_string();
+        assert_eq!(p.replace_keys(set.as_bytes()).unwrap().0, 3);
+        assert_eq!(status(&p.evaluate(&request, NOW)), 200);
+        assert_eq!(p.cache.borrow().len(), 1);
+        let es_only = serde_json::json!({"keys": [crate::jwt::tests::fixtures()["config"]["jwt"]["jwks"]["keys"][2]]});
+        p.replace_keys(es_only.to_string().as_bytes()).unwrap();
+        assert!(p.cache.borrow().is_empty(), "a new key set forgets tokens verified under the old one");
+        assert_eq!(reason(&p.evaluate(&request, NOW)), Some(Reason::Token(JwtError::UnknownKid)));
     }
 
     #[test]

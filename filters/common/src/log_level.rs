@@ -24,6 +24,21 @@ impl LogLevel {
             LogLevel::Error => Host::Error,
         }
     }
+
+    /// Sets the filter's log level at configuration: the stricter of this setting and the level Envoy logs Wasm
+    /// at (asked once, here), so a line Envoy would drop is neither formatted nor sent across the VM boundary.
+    /// An Envoy log level raised later (admin `/logging`) shows after the next configuration.
+    pub fn apply(self) {
+        proxy_wasm::set_log_level(stricter(self.to_host(), proxy_wasm::hostcalls::get_log_level().ok()));
+    }
+}
+
+/// The stricter (higher) of the configured level and the host's, when the host told it.
+pub fn stricter(configured: proxy_wasm::types::LogLevel, host: Option<proxy_wasm::types::LogLevel>) -> proxy_wasm::types::LogLevel {
+    match host {
+        Some(host) if host as u32 > configured as u32 => host,
+        _ => configured,
+    }
 }
 
 #[cfg(test)]
@@ -40,6 +55,14 @@ mod tests {
 
     fn parse(json: &str) -> Result<LogLevel, serde_json::Error> {
         serde_json::from_str::<Config>(json).map(|c| c.log_level)
+    }
+
+    #[test]
+    fn the_stricter_level_wins() {
+        use super::stricter;
+        assert_eq!(stricter(Host::Info, Some(Host::Warn)) as u32, Host::Warn as u32);
+        assert_eq!(stricter(Host::Error, Some(Host::Debug)) as u32, Host::Error as u32);
+        assert_eq!(stricter(Host::Debug, None) as u32, Host::Debug as u32);
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl RootContext for RateLimitRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
         let Some(config) = configured(RateLimitConfig::parse(&raw)) else { return false };
-        proxy_wasm::set_log_level(config.log_level.to_host());
+        config.log_level.apply();
         let ns = Namespace::new(&config.domain);
         let limits = Limits {
             layout: Layout { max_keys: config.max_keys },

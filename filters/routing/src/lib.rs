@@ -82,7 +82,7 @@ impl RootContext for RoutingRoot {
             Ok((config, router))
         });
         let Some((config, router)) = configured(built) else { return false };
-        proxy_wasm::set_log_level(config.log_level.to_host());
+        config.log_level.apply();
         log::info!("routing configured: {} rule(s), cluster header `{}`", router.rules.len(), router.cluster_header);
         let metrics = Metrics::define(&router);
         self.state = Some(Rc::new(State { router, metrics, clear_failed: Cell::new(false) }));

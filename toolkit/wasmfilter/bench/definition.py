@@ -58,6 +58,9 @@ class Settings(_Model):
     # Measured on an otherwise quiet VM: wrk -c1 p90 2.25 ms → 46 µs. Under other load the tail is scheduler
     # latency behind other processes instead, which spinners do not remove: off by default.
     keep_cpus_awake: bool = False
+    # The floor (templates/probes/floor.wat, a bare no-op module) is measured in every run, in the same rounds, so
+    # each report states the filter's added cost as a multiple of it on this machine. Off only to save time.
+    floor: bool = True
 
     @field_validator("duration_s", "warmup_s", mode="before")
     @classmethod
@@ -115,7 +118,7 @@ class Expect(_Model):
     mostly: bool = False    # e.g. rate limited: a few requests may get another status (token refills)
 
     def for_variant(self, kind: str, name: str) -> int:
-        if kind == "baseline":
+        if kind in ("baseline", "probe"):   # probes let every request through, like Envoy without a filter
             return self.baseline_status
         if kind == "native":
             if isinstance(self.native_status, dict):
@@ -157,6 +160,9 @@ class SoakSettings(_Model):
 
 class BenchDefinition(_Model):
     filter: str                          # filter directory, relative to this file
+    # The report's name (results file names, docs section) when a filter has more than one bench file (e.g. jwt
+    # for the auth filter's JWT bench); default: the filter's name.
+    bench_name: str | None = Field(default=None, alias="name", pattern=r"^[a-z][a-z0-9_-]{0,40}$")
     description: str = ""
     settings: Settings = Field(default_factory=Settings)
     targets: Targets = Field(default_factory=Targets)
@@ -166,9 +172,19 @@ class BenchDefinition(_Model):
     config_patch: dict[str, Any] | None = None   # merged into the manifest's plugin config
     notes: str = ""                      # where the time goes, what would close a gap: shown in the report
     soak: SoakSettings = Field(default_factory=SoakSettings)  # `wasmfilter soak`: load with never-repeating keys
+    features: list[str] = Field(default_factory=list)   # cargo features of the filter build under test
+    # Cost probes (wasmfilter/bench/probes.py) measured beside the filter: per-callback / per-host-call costs.
+    probes: list[str] = Field(default_factory=list)
 
     path: Path | None = Field(default=None, exclude=True)
     manifest: Manifest | None = Field(default=None, exclude=True)
+
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, v: list[str]) -> list[str]:
+        from wasmfilter.bench.probes import FLOOR, known
+
+        return [n for n in known(v) if n != FLOOR]
 
     @model_validator(mode="after")
     def _unique(self) -> BenchDefinition:
@@ -186,7 +202,7 @@ class BenchDefinition(_Model):
     @property
     def name(self) -> str:
         assert self.manifest is not None
-        return self.manifest.name
+        return self.bench_name or self.manifest.name
 
     def plugin_config(self, scenario: Scenario) -> Any:
         assert self.manifest is not None

@@ -48,7 +48,7 @@ def show(outcome: BenchOutcome) -> None:
                             f"req/s c={s['connections']}; medians of {s['rounds']} rounds)")
         for name in ("scenario", "variant"):
             table.add_column(name, no_wrap=True)
-        for name in ("p50", "p90", "p99", "req/s", "CPU/req", "+p50", "+CPU/req"):
+        for name in ("p50", "p90", "p99", "req/s", "CPU/req", "+p50", "+CPU/req", "x floor"):
             table.add_column(name, justify="right", no_wrap=True)
         table.add_column("Wasm vs native: req/s / per CPU-s")
         table.add_column("spread p50/rps/CPU")

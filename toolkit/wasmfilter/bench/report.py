@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wasmfilter.bench import probes
 from wasmfilter.bench.definition import Scenario
-from wasmfilter.bench.runner import BASELINE, WASM, BenchRun, Sample
+from wasmfilter.bench.runner import BASELINE, FLOOR, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
 
 SCHEMA = 1
@@ -57,6 +58,30 @@ def machine() -> dict[str, Any]:
     return {"nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "cpu_model": cpu or platform.processor(), "ram_gib": round(mem_kb / 1024 / 1024, 1),
             "kernel": platform.release(), "wrk": wrk}
+
+
+def _vs_floor(run: BenchRun, sc: Scenario, vs_baseline: dict[str, Any], paired: Callable[..., list[float]],
+              cpu: Callable[[Sample], float], p50: Callable[[Sample], float]) -> dict[str, Any] | None:
+    """The filter against the floor (a bare no-op module, same rounds): the floor's own added CPU and p50, the
+    filter's added CPU as a multiple of it, and each probe's cost per call ((probe − floor) / repeat)."""
+    names = {v.name for v in run.variants}
+    if FLOOR not in names:
+        return None
+    floor_cpu = stat(paired(cpu, FLOOR, BASELINE, lambda a, b: a - b))
+    floor_p50 = stat(paired(p50, FLOOR, BASELINE, lambda a, b: a - b))
+    wasm_cpu = vs_baseline["added_cpu_us_per_req"]["median"]
+    base = floor_cpu["median"]
+    multiple = round(wasm_cpu / base, 2) if wasm_cpu is not None and base and base > 0 else None
+    per_call: dict[str, Any] = {}
+    for v in run.variants:
+        if v.kind != PROBE or v.name == FLOOR:
+            continue
+        probe = probes.CATALOG[v.name.removeprefix(PROBE_PREFIX)]
+        per_call[probe.name] = {"per": probe.per, "repeat": probe.repeat, "description": probe.description,
+                                "cpu_us": stat(paired(cpu, v.name, FLOOR, lambda a, b, r=probe.repeat: (a - b) / r)),
+                                "p50_us": stat(paired(p50, v.name, FLOOR, lambda a, b, r=probe.repeat: (a - b) / r))}
+    return {"floor_added_cpu_us_per_req": floor_cpu, "floor_added_p50_us": floor_p50,
+            "added_cpu_multiple": multiple, "probes": per_call}
 
 
 def summarize(run: BenchRun) -> dict[str, Any]:
@@ -127,6 +152,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
                          "native_added_cpu_us_per_req": stat(paired(cpu, n, BASELINE, lambda a, b: a - b)),
                          "native_added_p50_us": stat(paired(p50, n, BASELINE, lambda a, b: a - b))}
                      for n in natives if sc.applies_to("native", n)}
+        vs_floor = _vs_floor(run, sc, vs_baseline, paired, cpu, p50)
         added = vs_baseline["added_p50_us"]["median"]
         targets: dict[str, Any] = {"added_p50_us": {"value": added, "target": d.targets.added_p50_us,
                                                     "ok": added is not None and added <= d.targets.added_p50_us}}
@@ -143,7 +169,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         scenarios.append({"name": sc.name, "description": sc.description,
                           "request": sc.request.model_dump(), "expect": sc.expect.model_dump(),
                           "variants": per_variant, "wasm_vs_baseline": vs_baseline, "wasm_vs_native": vs_native,
-                          "targets": targets})
+                          "wasm_vs_floor": vs_floor, "targets": targets})
     envoy: dict[str, Any] = {}
     for v in run.variants:
         es = run.envoy[v.name]
@@ -215,20 +241,37 @@ def table_rows(doc: dict) -> list[list[str]]:
                 added = _n(nat["native_added_p50_us"]["median"], "{:+.0f}")
                 added_cpu = _n(nat["native_added_cpu_us_per_req"]["median"], "{:+.1f}")
                 ratio = ""
+            elif v["kind"] == PROBE:
+                added, added_cpu, ratio = _probe_cells(sc, v["name"])
             else:
                 added, added_cpu, ratio = "", "", ""
+            floor = sc.get("wasm_vs_floor") or {}
+            multiple = _n(floor.get("added_cpu_multiple"), "{:.2f}x") if v["kind"] == WASM else ""
             rows.append([sc["name"], v["name"], _n(e["p50_us"]["median"]), _n(e["p90_us"]["median"]),
                          _n(e["p99_us"]["median"]), _n(e["rps"]["median"]),
-                         _n(e["cpu_us_per_req"]["median"], "{:.1f}"), added, added_cpu, ratio,
+                         _n(e["cpu_us_per_req"]["median"], "{:.1f}"), added, added_cpu, multiple, ratio,
                          f"{_spread(e['p50_us'])} / {_spread(e['rps'])} / {_spread(e['cpu_us_per_req'])}"])
     return rows
+
+
+def _probe_cells(sc: dict, variant: str) -> tuple[str, str, str]:
+    """(added p50, added CPU, per-call cost) of a probe row: the floor against no filter, a probe per call."""
+    floor = sc.get("wasm_vs_floor") or {}
+    if variant == FLOOR:
+        return (_n(floor.get("floor_added_p50_us", {}).get("median"), "{:+.0f}"),
+                _n(floor.get("floor_added_cpu_us_per_req", {}).get("median"), "{:+.1f}"), "the unit: 1.00x")
+    entry = floor.get("probes", {}).get(variant.removeprefix(PROBE_PREFIX))
+    if not entry:
+        return "", "", ""
+    return ("", "", f"{_n(entry['cpu_us']['median'], '{:+.2f}')} µs CPU per {entry['per']} over the floor")
 
 
 def table_header(doc: dict) -> list[str]:
     s = doc["settings"]
     lat_c = s["latency_connections"]
     return ["scenario", "variant", f"p50 µs (c={lat_c})", "p90 µs", "p99 µs", f"req/s (c={s['connections']})",
-            "Envoy CPU µs/req", "added p50 µs", "added CPU µs/req", "Wasm vs native: req/s / req per CPU-s",
+            "Envoy CPU µs/req", "added p50 µs", "added CPU µs/req", "added CPU × floor",
+            "Wasm vs native: req/s / req per CPU-s",
             "spread p50 / req/s / CPU"]
 
 
@@ -347,6 +390,12 @@ def summary_line(doc: dict) -> str:
     p50 = _range([s["wasm_vs_baseline"]["added_p50_us"]["median"] for s in scs], "{:+.0f}")
     text = (f"**Summary:** over {len(scs)} scenarios the Wasm filter adds {cpu} µs of Envoy CPU per request and "
             f"{p50} µs at p50 (1 connection) over Envoy without it")
+    floors = [s.get("wasm_vs_floor") for s in scs if s.get("wasm_vs_floor")]
+    if floors:
+        multiple = _range([f["added_cpu_multiple"] for f in floors], "{:.2f}")
+        unit = _range([f["floor_added_cpu_us_per_req"]["median"] for f in floors], "{:.1f}")
+        text += (f" — {multiple}x the floor (a bare no-op module, which adds {unit} µs CPU per request on this "
+                 f"{doc['machine']['cpu_model'] or 'CPU'})")
     natives = sorted({n for s in scs for n in s["wasm_vs_native"]})
     for n in natives:
         per_cpu = _range([s["wasm_vs_native"][n]["cpu_efficiency_ratio"]["median"] for s in scs

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter import subprocesses
+from wasmfilter.bench import probes
 from wasmfilter.bench.definition import BenchDefinition, Scenario, deep_merge
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
 from wasmfilter.build import cargo as build_mod
@@ -32,6 +33,9 @@ Progress = Callable[[str, int], None]  # (message, steps done since last call)
 
 BASELINE = "baseline"
 WASM = "wasm"
+PROBE = "probe"          # kind of the floor and the cost probes (hand-written modules, bench/probes.py)
+FLOOR = "floor"          # the floor's variant name
+PROBE_PREFIX = "probe-"  # the other probes' variant names: probe-<name>
 
 
 @dataclass
@@ -180,6 +184,9 @@ def _bootstrap(definition: BenchDefinition, variant: Variant, scenario: Scenario
     if variant.kind == WASM:
         filters.append(WasmFilter.from_manifest(manifest, wasm,
                                                 plugin_config=definition.plugin_config(scenario)).fragment())
+    elif variant.kind == PROBE:
+        filters.append(WasmFilter(name="probe", wasm_path=str(probes.wasm_path(_probe_name(variant.name))),
+                                  plugin_config="", root_id="probe", vm_id="probe").fragment())
     elif variant.kind == "native":
         native = next(n for n in definition.natives if n.name == variant.name)
         extra = scenario.native_values.get(native.name, {})
@@ -191,10 +198,19 @@ def _bootstrap(definition: BenchDefinition, variant: Variant, scenario: Scenario
     return Bootstrap(upstreams=upstreams, http_filters=filters, routes=routes).render()
 
 
+def _probe_name(variant_name: str) -> str:
+    return probes.FLOOR if variant_name == FLOOR else variant_name.removeprefix(PROBE_PREFIX)
+
+
 def variants_of(definition: BenchDefinition) -> list[Variant]:
     out = [Variant(BASELINE, BASELINE, "Envoy, no HTTP filter but the router"),
            Variant(WASM, WASM, f"Envoy + the Wasm filter '{definition.name}' (V8)")]
     out += [Variant(n.name, "native", n.description) for n in definition.natives]
+    if definition.settings.floor:
+        out.append(Variant(FLOOR, PROBE, f"the floor: {probes.CATALOG[probes.FLOOR].description}"))
+    out += [Variant(PROBE_PREFIX + n, PROBE, f"floor + {probes.CATALOG[n].description}"
+                    + (f", {probes.CATALOG[n].repeat}x per request" if probes.CATALOG[n].per == "call" else ""))
+            for n in definition.probes]
     return out
 
 
@@ -215,7 +231,7 @@ def probe(url: str, scenario: Scenario, variant: Variant) -> None:
     """One real request before the load: the variant must answer what the scenario expects, else the numbers
     would measure the wrong thing (a 404, an error page, a route not taken)."""
     want = scenario.expect.for_variant(variant.kind, variant.name)
-    branch = scenario.expect.branch if variant.kind != BASELINE else None
+    branch = scenario.expect.branch if variant.kind not in (BASELINE, PROBE) else None
     host, _, port = url.removeprefix("http://").partition(":")
     attempts = 50 if scenario.expect.mostly else 1
     seen: list[str] = []
@@ -264,8 +280,11 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     settings = definition.settings
     step = progress or (lambda msg, n: None)
     binary = resolve(envoy_version or manifest.envoy_version)
-    built = build_mod.build(manifest.crate_dir, progress=build_progress)
+    built = build_mod.build(manifest.crate_dir, features=definition.features, progress=build_progress)
     variants = variants_of(definition)
+    for variant in variants:
+        if variant.kind == PROBE:
+            probes.build(_probe_name(variant.name))
     groups = _groups(definition, variants, built.wasm)
     # Every distinct configuration must pass `envoy --mode validate` before any load runs.
     for gs in groups.values():
@@ -379,6 +398,8 @@ def config_for(definition: BenchDefinition, variant_name: str, scenario_name: st
     if variant_name not in variants:
         raise BenchError(f"unknown variant '{variant_name}'", fix="use one of: " + ", ".join(variants))
     scenario = next((s for s in definition.scenarios if s.name == scenario_name), definition.scenarios[0])
+    if variants[variant_name].kind == PROBE:
+        probes.build(_probe_name(variant_name))
     return _bootstrap(definition, variants[variant_name], scenario, Path(wasm))
 
 
