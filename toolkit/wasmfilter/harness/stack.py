@@ -38,6 +38,8 @@ class StackSpec:
     extra_http_filters: list[str] = field(default_factory=list)  # rendered fragments placed before the Wasm filter
     # delivery="ecds" (harness/ecds.py): the Wasm filter is a config_discovery stub fed by the ADS server on this port.
     xds_port: int | None = None
+    xds_host: str = "127.0.0.1"
+    module_dir: Path | None = None  # docker: the content-addressed module store, mounted at the same path
 
     def wasm_filter(self, wasm_path: str | None = None) -> WasmFilter:
         return WasmFilter.from_manifest(self.manifest, wasm_path or self.wasm_path, plugin_config=self.plugin_config,
