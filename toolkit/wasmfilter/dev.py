@@ -71,10 +71,11 @@ class DevSession:
         (there is no last good filter yet)."""
         started = time.perf_counter()
         self._snapshot = self.sources()  # edits made before the watcher runs are caught up with (run())
+        config = self.config(self.manifest)  # bad overrides and a busy port fail before the build
         check_port("127.0.0.1", self.xds_port)
         result = build(self.manifest.crate_dir)
         binary = resolve(self.envoy_version or self.manifest.envoy_version)
-        spec = StackSpec(manifest=self.manifest, wasm_path=result.wasm, plugin_config=self.config(self.manifest),
+        spec = StackSpec(manifest=self.manifest, wasm_path=result.wasm, plugin_config=config,
                          concurrency=self.concurrency)
         self.live = EcdsStack(spec, binary=binary, xds_port=self.xds_port).start()
         assert self.live.xds is not None and self.live.stack is not None

@@ -96,7 +96,7 @@ class EnvoyContainer(protocol.EnvoyBase):
     def start(self) -> EnvoyContainer:
         api = client()
         for host in self.mounts:
-            if not Path(host).is_file():  # else Docker would create a directory in its place
+            if not Path(host).exists():  # else Docker would create a directory in its place
                 raise DockerError(f"'{host}' does not exist, so it cannot be mounted into the Envoy container",
                                   fix="build the filter first (`wasmfilter build`)")
         self.workdir = Path(tempfile.mkdtemp(prefix="wasmfilter-envoy-docker-"))

@@ -10,6 +10,7 @@ next session sweeps what owners that are gone left behind (`sweep(stale=True)`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import socket
@@ -262,11 +263,32 @@ def _remove_network(network: Any) -> None:
 
 
 def container_bootstrap(upstreams: list[Upstream], http_filters: list[str],
-                        hardening: RequestHardening = SAFE) -> str:
-    """A bootstrap for inside a container: listener and admin on all interfaces (only published to loopback)."""
+                                            xds: tuple[str, int] | None = None, hardening: RequestHardening = SAFE) -> str:
+    """A bootstrap for inside a container: listener and admin on all interfaces (only published to loopback);
+    XDS: the ADS server (host, port) for a filter delivered over ECDS."""
+    xds_host, xds_port = xds or ("127.0.0.1", None)
     return Bootstrap(upstreams=upstreams, http_filters=http_filters, listener_host="0.0.0.0",
-                     listener_port=LISTENER_PORT, admin_host="0.0.0.0", admin_port=ADMIN_PORT,
-                     hardening=hardening).render()
+                     listener_port=LISTENER_PORT, admin_host="0.0.0.0", admin_port=ADMIN_PORT, xds_host=xds_host,
+                     xds_port=xds_port, hardening=hardening).render()
+
+
+def host_address() -> str:
+    """This host's address on Docker's default bridge (docker0): where a container on any wasmfilter network reaches
+    a server of this process (the ECDS delivery's xDS server binds there, never on all interfaces)."""
+    import docker
+
+    try:
+        config = (client().networks.get("bridge").attrs.get("IPAM") or {}).get("Config") or []
+    except docker.errors.DockerException as e:
+        raise DockerError(f"cannot inspect Docker's default bridge network: {short(e)}",
+                          fix="check the Docker engine") from e
+    for entry in config:
+        if entry.get("Gateway"):
+            return str(entry["Gateway"])
+        if entry.get("Subnet") and ":" not in entry["Subnet"]:
+            return str(ipaddress.ip_network(entry["Subnet"])[1])
+    raise DockerError("Docker's default bridge network has no IPv4 subnet",
+                      fix="ECDS delivery on the docker backend needs docker0; use --backend process")
 
 
 def _start_echoes(names: list[str], image: str, network: str, run_id: str, labels: dict[str, str],
@@ -308,10 +330,16 @@ def docker_stack(spec: StackSpec, binary: EnvoyBinary | None, session: DockerSes
         upstreams = _start_echoes(spec.manifest.upstreams, echo.tag, network.name, run_id, labels, closer, rules)
         wasm_host = Path(spec.wasm_path).resolve()
         inside = wasm_path_in_container(wasm_host)
+        mounts = {wasm_host: inside}
+        wasm = spec.wasm_filter(inside).fragment()
+        if spec.xds_port and spec.module_dir:  # ECDS (harness/ecds.py): the module store, same path inside
+            wasm, mounts = spec.wasm_filter().ecds_fragment(), {spec.module_dir: str(spec.module_dir)}
         config = container_bootstrap([Upstream(u.name, u.ip, u.port) for u in upstreams],
-                                     [*spec.extra_http_filters, spec.wasm_filter(inside).fragment()], spec.hardening)
+                                     [*spec.extra_http_filters, wasm],
+                                     (spec.xds_host, spec.xds_port) if spec.xds_port else None,
+                                     spec.hardening)
         envoy = closer.enter_context(EnvoyContainer(
-            config, image=image.tag, name=f"wasmfilter-{run_id}-envoy", labels=labels, mounts={wasm_host: inside},
+            config, image=image.tag, name=f"wasmfilter-{run_id}-envoy", labels=labels, mounts=mounts,
             network=network.name, version=binary.version, concurrency=spec.concurrency,
             listener_host_port=spec.listener_port))
     except BaseException:

@@ -16,10 +16,9 @@ from wasmfilter.envoy.binary import EnvoyBinary
 from wasmfilter.envoy.xds.process import XdsProcess
 from wasmfilter.envoy.xds.resources import ModuleStore, WasmResource
 from wasmfilter.envoy.xds.server import Push
-from wasmfilter.errors import UsageError
 from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 
-_KEEP: Any = object()
+KEEP: Any = object()  # push(config=KEEP): the last good plugin config
 
 
 class EcdsStack:
@@ -28,9 +27,7 @@ class EcdsStack:
     def __init__(self, spec: StackSpec, *, binary: EnvoyBinary | None = None, xds_port: int = 0,
                  push_timeout: float = 60.0, initial_push: bool = True, backend: str = "process",
                  options: BackendOptions | None = None):
-        if backend != "process":
-            raise UsageError(f"ECDS delivery (push steps, dev, agent) runs on the process backend, not '{backend}'",
-                             fix="use --backend process for files with push steps")
+        self.backend = backend
         self.options = options
         self.spec = spec
         self.binary = binary
@@ -52,13 +49,20 @@ class EcdsStack:
 
     def start(self) -> Self:
         try:
-            self.xds = self._closer.enter_context(XdsProcess(port=self.xds_port))
+            host = "127.0.0.1"
+            if self.backend == "docker":  # the Envoy container reaches the host on Docker's default bridge
+                from wasmfilter.harness.docker import host_address
+
+                host = host_address()
+            self.xds = self._closer.enter_context(XdsProcess(host=host, port=self.xds_port))
             workdir = Path(tempfile.mkdtemp(prefix="wasmfilter-ecds-"))
+            workdir.chmod(0o755)  # the container's Envoy reads the module store too
             self._closer.callback(shutil.rmtree, workdir, True)
             self.modules = ModuleStore(workdir / "modules")
+            self.modules.directory.mkdir()
+            spec = replace(self.spec, xds_port=self.xds.port, xds_host=host, module_dir=self.modules.directory)
             self.stack = self._closer.enter_context(
-                start_stack(replace(self.spec, xds_port=self.xds.port), backend="process", binary=self.binary,
-                            options=self.options))
+                start_stack(spec, backend=self.backend, binary=self.binary, options=self.options))
             if self.initial_push:
                 self.push(wasm=self.spec.wasm_path, config=self.plugin_config)
         except BaseException:
@@ -75,7 +79,7 @@ class EcdsStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def resource(self, *, wasm: Path | bytes | None = None, config: Any = _KEEP) -> WasmResource:
+    def resource(self, *, wasm: Path | bytes | None = None, config: Any = KEEP) -> WasmResource:
         """The resource a push would carry: WASM (copied into the content-addressed store) or the last good module,
         CONFIG or the last good plugin config."""
         assert self.modules is not None
@@ -88,10 +92,10 @@ class EcdsStack:
         base = self.spec.wasm_filter(str(path))
         return WasmResource(name=base.name, root_id=base.root_id or base.name, vm_id=base.vm_id or base.name,
                             wasm_path=path, sha256=sha256,
-                            plugin_config=self.plugin_config if config is _KEEP else config,
+                            plugin_config=self.plugin_config if config is KEEP else config,
                             failure_policy=base.failure_policy, reload_backoff_ms=base.reload_backoff_ms)
 
-    def push(self, *, wasm: Path | bytes | None = None, config: Any = _KEEP, timeout: float | None = None) -> Push:
+    def push(self, *, wasm: Path | bytes | None = None, config: Any = KEEP, timeout: float | None = None) -> Push:
         """Push a new module and/or config, wait for Envoy's answer; on ACK it is the new last good filter."""
         return self.push_resource(self.resource(wasm=wasm, config=config), timeout=timeout)
 

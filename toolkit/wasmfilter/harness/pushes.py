@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter.errors import PushRejected, WasmfilterError
-from wasmfilter.harness.ecds import _KEEP, EcdsStack
+from wasmfilter.harness.ecds import KEEP, EcdsStack
 from wasmfilter.harness.scenario import Case, ScenarioFile, deep_merge
 
 # features -> the built module (the runner's BuildCache, the pytest plugin's session cache)
@@ -27,7 +27,7 @@ class Pusher:
         """Apply CASE's push step; the problems, none when Envoy answered as the step expects."""
         step = case.push
         assert step is not None
-        config: Any = _KEEP
+        config: Any = KEEP
         if step.config is not None:
             config = step.config
         elif step.config_patch is not None:

@@ -46,6 +46,8 @@ class StackSpec:
     xds_port: int | None = None
     answers: dict[str, list[AnswerRule]] = field(default_factory=dict)  # scripted answers per upstream (answers.py)
     hardening: RequestHardening = SAFE  # what the HTTP connection manager does before any filter
+    xds_host: str = "127.0.0.1"
+    module_dir: Path | None = None  # docker: the content-addressed module store, mounted at the same path
 
     def wasm_filter(self, wasm_path: str | None = None) -> WasmFilter:
         return WasmFilter.from_manifest(self.manifest, wasm_path or self.wasm_path, plugin_config=self.plugin_config,

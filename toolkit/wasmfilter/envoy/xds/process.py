@@ -118,8 +118,11 @@ class XdsProcess:
             raise XdsError("the xDS server is not running", fix="start it first (use `with XdsProcess()`)")
         started = time.perf_counter()
         with self._reply:
-            with self._send_lock:
-                self._conn.send(("push", resource))
+            try:
+                with self._send_lock:
+                    self._conn.send(("push", resource))
+            except OSError as e:
+                raise XdsError(f"the xDS server process is gone ({e})", fix="restart the command") from e
             while not self._replies:
                 if not self._reply.wait(30) and not self._replies:
                     raise XdsError("the xDS server process stopped answering", fix="restart the command")
