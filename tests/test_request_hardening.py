@@ -102,3 +102,51 @@ def test_a_bad_hardening_setting_is_a_one_line_error(tmp_path: Path, setting: st
     with pytest.raises(ScenarioError) as e:
         scenario.load(file)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+# What docs/security.md's table says Envoy does before any filter, checked with raw request lines (no client
+# normalisation) against a real Envoy and the echo upstream: request target → path the upstream got, or 400.
+ENVOY_TABLE = [
+    ("/admin/../public", "/public"), ("/admin/%2e%2e/public", "/public"), ("/admin/x\\..\\..\\public", "/public"),
+    ("/admin/..;/public", "/public"), ("/a/..;x/b", "/b"), ("/%61dmin", "/admin"), ("/A/%7e", "/A/~"),
+    ("/..", "/"), ("/%2e%2e/x", "/x"), ("/a//b", "/a/b"),
+    ("/admin/..%2fpublic", 400), ("/x%5cy", 400), ("/A%2FB", 400), ("/healthz%00/admin", 400), ("/a\x01", 400),
+    ("/a#frag", 400),
+    ("/a;x/b", "/a;x/b"), ("/healthz;jsessionid=1", "/healthz;jsessionid=1"), ("/a/%2e%2e;/b", "/a/..;/b"),
+    ("/a%3bb", "/a%3bb"), ("/%c0%ae%c0%ae/x", "/%c0%ae%c0%ae/x"), ("/healthz/%zz", "/healthz/%zz"),
+    ("/x/%252e%252e/y", "/x/%252e%252e/y"), ("/caf%c3%a9", "/caf%c3%a9"), ("/a+b", "/a+b"),
+]
+
+
+def _raw(port: int, target: str, headers: bytes = b"") -> tuple[int, dict | None]:
+    import json
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET " + target.encode() + b" HTTP/1.1\r\nhost: x\r\n" + headers + b"connection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if status == 200 else None
+
+
+def test_envoy_does_what_docs_security_says():
+    from wasmfilter.envoy.process import EnvoyProcess
+    from wasmfilter.harness.upstream import EchoUpstream
+
+    with EchoUpstream("default") as default, EchoUpstream("other") as other:
+        ups = [Upstream("default", default.host, default.port), Upstream("other", other.host, other.port)]
+        with EnvoyProcess(Bootstrap(upstreams=ups).render()) as envoy:
+            port = envoy.listener_port
+            assert port is not None
+            for target, want in ENVOY_TABLE:
+                status, echo = _raw(port, target)
+                got = echo["path"] if echo else status
+                assert got == want, f"{target!r}: {got!r}"
+            status, echo = _raw(port, "/p", b"x-wasmfilter-cluster: other\r\n")
+            assert echo is not None and echo["upstream"] == "default"
+            assert all(name != CLUSTER_HEADER for name, _ in echo["headers"])
+            for name in (b"x_auth_identity", b"x_wasmfilter_cluster"):
+                assert _raw(port, "/p", name + b": root\r\n")[0] == 400, name

@@ -398,6 +398,10 @@ ATTACK_CASES = [
     denied("/orders/%2e%2e;/healthz (Envoy forwards ..;) is ambiguous", 400, "bad_path",
            path="/orders/%2e%2e;/healthz"),
     denied("/healthz;jsessionid=1 (a path parameter) is ambiguous", 400, "bad_path", path="/healthz;jsessionid=1"),
+    denied("/admin. (a Windows server drops the dot) is ambiguous", 400, "bad_path", path="/admin./x",
+           headers={"x-api-key": "alice-secret"}),
+    denied("/admin%20 (a Windows server drops the space) is ambiguous", 400, "bad_path", path="/admin%20",
+           headers={"x-api-key": "alice-secret"}),
     # owned headers and the cluster header: no spelling of them from a client reaches the upstream
     envoy_refused("x_auth_identity (underscore spelling): refused by Envoy", path="/healthz",
                   headers={"x_auth_identity": "root"}),

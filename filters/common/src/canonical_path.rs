@@ -63,6 +63,8 @@ pub enum Ambiguity {
     Unencoded,
     /// `#`: never part of a request target.
     Fragment,
+    /// A segment ending in `.` or a space (raw or encoded): Windows servers (IIS) drop them, so `/admin.` is `/admin`.
+    TrailingDotOrSpace,
 }
 
 /// Why a path was refused: logged and counted, never sent to the client.
@@ -89,6 +91,7 @@ impl Refusal {
             Refusal::Ambiguous(Ambiguity::EmptySegment) => "empty segment",
             Refusal::Ambiguous(Ambiguity::Unencoded) => "byte that must be percent-encoded",
             Refusal::Ambiguous(Ambiguity::Fragment) => "fragment",
+            Refusal::Ambiguous(Ambiguity::TrailingDotOrSpace) => "segment ending in `.` or a space",
         }
     }
 }
@@ -197,7 +200,12 @@ impl Builder {
                 self.segments.pop().ok_or(Invalid::AboveRoot)?;
                 self.trailing_slash = true;
             }
-            _ => self.segments.push(segment),
+            _ => {
+                if segment.ends_with(['.', ' ']) {
+                    self.flag(Ambiguity::TrailingDotOrSpace);
+                }
+                self.segments.push(segment);
+            }
         }
         Ok(())
     }
@@ -417,6 +425,22 @@ mod tests {
     }
 
     #[test]
+    fn trailing_dots_and_spaces_are_ambiguous_but_kept_when_forwarding() {
+        for raw in ["/admin./x", "/admin%2e/x", "/admin%20/x", "/admin...", "/a/admin%2E%20"] {
+            assert_eq!(refused(raw), Refusal::Ambiguous(canonicalise(raw).unwrap().ambiguity.unwrap()), "{raw}");
+            assert!(decide(raw, ForwardCanonical).unwrap().decoded.contains(['.', ' ']), "{raw}");
+        }
+        assert_eq!(refused("/admin./x"), Refusal::Ambiguous(Ambiguity::TrailingDotOrSpace));
+        assert_eq!(refused("/admin%20/x"), Refusal::Ambiguous(Ambiguity::TrailingDotOrSpace));
+        // The same bytes are forwarded that were decided on: no backend-specific guess.
+        assert_eq!(forwarded("/admin./x"), "/admin./x");
+        assert_eq!(forwarded("/admin%20/x"), "/admin%20/x");
+        for fine in ["/a.b/c", "/.well-known/x", "/v1.2/x", "/a%20b"] {
+            assert!(decide(fine, RejectAmbiguous).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
     fn fragments() {
         assert_eq!(forwarded("/public#/../admin"), "/public");
         assert_eq!(forwarded("/p?q=1#f"), "/p?q=1");
@@ -483,6 +507,7 @@ mod tests {
             Refusal::Ambiguous(Ambiguity::EmptySegment),
             Refusal::Ambiguous(Ambiguity::Unencoded),
             Refusal::Ambiguous(Ambiguity::Fragment),
+            Refusal::Ambiguous(Ambiguity::TrailingDotOrSpace),
         ];
         let messages: std::collections::BTreeSet<&str> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(messages.len(), all.len());

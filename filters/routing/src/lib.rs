@@ -139,11 +139,11 @@ impl HttpContext for RoutingRequest {
             self.set_http_request_header(name, None);
         }
         headers.retain(|(k, _)| !guarded.remove.contains(k));
+        changed |= !guarded.remove.is_empty();
         if guarded.spoofed_cluster {
             // Never let a client pick the upstream by sending the header the route table reads.
             bump(state.metrics.spoofed);
             log::debug!("removed client-sent `{}` header", router.cluster_header);
-            changed = true;
         }
         let full_path = guarded.path.path;
         if guarded.path.rewritten {
