@@ -64,6 +64,8 @@ def _failing_run(tmp_path: Path, *, debug_info: bool) -> tuple[str, float]:
     report = run_scenarios(AUTH, files=[file], debug_info=debug_info)
     [result] = report.results
     assert not result.passed
+    assert any(p.startswith("the filter crashed in proxy_on_request_headers: panic requested by x-wasmfilter-panic")
+               for p in result.problems), result.problems
     return "\n".join(result.filter_logs), time.perf_counter() - started
 
 

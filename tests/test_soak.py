@@ -25,7 +25,8 @@ def test_the_slope_is_a_least_squares_fit_in_mib_per_hour() -> None:
 
 def test_a_short_soak_measures_and_the_gate_can_fail(tmp_path: Path) -> None:
     result = soak(FILTERS / "ratelimit", duration="15s", max_slope=SHORT_GATE_MIB_PER_HOUR)
-    assert result.requests > 100 and not any(result.errors.values())
+    # Non-2xx are expected: once max_keys new keys arrive within idle_timeout_ms, new keys share the overflow bucket.
+    assert result.requests > 100 and not any(n for kind, n in result.errors.items() if kind != "status")
     assert len(result.samples) >= 10 and all(s.rss_mib > 10 for s in result.samples)
     assert any(s.wasm_mib > 0 for s in result.samples)  # the VMs' linear memory was found in /proc/<pid>/smaps
     gate(result)  # the short run's own gate: fails on a gross leak

@@ -47,6 +47,7 @@ class SoakResult:
     samples: list[SoakSample] = field(default_factory=list)
     rss_slope_mib_per_hour: float = 0.0
     wasm_slope_mib_per_hour: float = 0.0
+    rss_late_slope_mib_per_hour: float = 0.0  # over the second half only: ~0 once a bound (eviction) holds
     warmup_s: int = 0
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -58,7 +59,8 @@ class SoakResult:
         first, last = self.samples[0], self.samples[-1]
         return (f"{self.filter}: {self.requests} requests ({self.rps:.0f}/s, a new key each) in {self.duration_s}s; "
                 f"RSS {first.rss_mib:.1f} → {last.rss_mib:.1f} MiB, slope {self.rss_slope_mib_per_hour:+.1f} MiB/h "
-                f"(gate {self.max_slope_mib_per_hour:g}); Wasm memory {first.wasm_mib:.1f} → {last.wasm_mib:.1f} MiB, "
+                f"(gate {self.max_slope_mib_per_hour:g}; second half {self.rss_late_slope_mib_per_hour:+.1f}); "
+                f"Wasm memory {first.wasm_mib:.1f} → {last.wasm_mib:.1f} MiB, "
                 f"slope {self.wasm_slope_mib_per_hour:+.1f} MiB/h")
 
 
@@ -173,6 +175,8 @@ def soak(path: str | Path | None = None, *, duration: str | int | None = None, m
     fitted = [s for s in result.samples if s.seconds >= result.warmup_s]
     result.rss_slope_mib_per_hour = slope_per_hour([(s.seconds, s.rss_mib) for s in fitted])
     result.wasm_slope_mib_per_hour = slope_per_hour([(s.seconds, s.wasm_mib) for s in fitted])
+    late = [s for s in result.samples if s.seconds >= settings.duration_s / 2]
+    result.rss_late_slope_mib_per_hour = slope_per_hour([(s.seconds, s.rss_mib) for s in late])
     result.load = _loadavg()
     return result
 
@@ -195,19 +199,23 @@ def save(result: SoakResult, out_dir: Path) -> tuple[Path, Path]:
     fig, ax = plt.subplots(figsize=(9, 4))
     xs = [s.seconds / 60 for s in result.samples]
     ax.plot(xs, [s.rss_mib for s in result.samples], label="Envoy RSS")
-    ax.plot(xs, [s.wasm_mib for s in result.samples], label="Wasm memory (resident)")
+    wx = ax.twinx()  # its own scale: a few MiB next to Envoy's ~90
+    wx.plot(xs, [s.wasm_mib for s in result.samples], color="C1", label="Wasm memory (resident, right axis)")
+    wx.set_ylabel("Wasm MiB")
+    wx.legend(fontsize=8, loc="lower right")
     fitted = [s for s in result.samples if s.seconds >= result.warmup_s]
     if fitted:
         x0, y0 = fitted[0].seconds, sum(s.rss_mib for s in fitted) / len(fitted)
         mx = sum(s.seconds for s in fitted) / len(fitted)
         k = result.rss_slope_mib_per_hour / 3600
         ax.plot([x0 / 60, fitted[-1].seconds / 60], [y0 + k * (x0 - mx), y0 + k * (fitted[-1].seconds - mx)], "--",
+                color="C2",
                 label=f"RSS fit {result.rss_slope_mib_per_hour:+.1f} MiB/h (gate {result.max_slope_mib_per_hour:g})")
     ax.set_xlabel("minutes")
     ax.set_ylabel("MiB")
     ax.set_title(f"{result.filter}: soak, {result.requests} requests, a new key each ({result.rps:.0f}/s)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     plot = out_dir / f"soak-{result.filter}.png"
     fig.savefig(plot, dpi=90)

@@ -117,6 +117,13 @@ def readable(crash: Crash, wasm: str | Path | None = None) -> list[str]:
     return lines
 
 
+def summary(crash: Crash) -> str:
+    """One line: the filter crashed, where, and its panic message."""
+    message = " ".join(line.strip() for line in crash.panic) or crash.trap
+    return f"the filter crashed in {crash.function}: {message}" + (f" (at {crash.panicked_at})"
+                                                                   if crash.panicked_at else "")
+
+
 def report(log: str, wasm: str | Path | None = None, *, since: int = 0) -> list[str]:
     """The readable report of every crash in LOG after the first SINCE ones (empty when there is none)."""
     out: list[str] = []

@@ -105,7 +105,8 @@ def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None
                 result.log_tail = log_tail(logs)
                 result.filter_logs = filter_log_lines(logs)[-20:]
                 crashes = crash.report(logs, wasm)
-                if crashes:  # the readable report instead of Envoy's raw frames
+                if crashes:  # the readable report instead of Envoy's raw frames; its gist among the problems
+                    result.problems.append(crash.summary(crash.find_crashes(logs)[-1]))
                     result.filter_logs = crashes + [x for x in result.filter_logs if not crash.is_crash_line(x)][-5:]
                     result.log_tail = crash.without_raw_frames(result.log_tail)
             results.append(result)

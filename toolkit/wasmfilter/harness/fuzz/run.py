@@ -127,7 +127,7 @@ def _outcomes(host: str, port: int, seed: int, count: int, spec: FuzzSpec, worke
         return send(host, port, generate.request_at(seed, i, spec))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        batch = max(workers * 8, 1)
+        batch = max(workers * 2, 1)
         for start in range(0, count, batch):
             indices = range(start, min(count, start + batch))
             yield from zip(indices, pool.map(one, indices))
@@ -135,7 +135,8 @@ def _outcomes(host: str, port: int, seed: int, count: int, spec: FuzzSpec, worke
 
 def fuzz_stack(stack: Stack, manifest: Manifest, *, seed: int, count: int, out_dir: Path | None = None,
                workers: int = 4, max_findings: int = 5, backend: str = "process",
-               progress: Callable[[int], None] | None = None) -> FuzzReport:
+               progress: Callable[[int], None] | None = None, shrink_attempts: int = shrink.MAX_ATTEMPTS
+               ) -> FuzzReport:
     """Fuzz a started STACK running MANIFEST's filter."""
     spec = manifest.fuzz
     host, _, port_text = stack.url.split("://", 1)[1].rpartition(":")
@@ -147,7 +148,7 @@ def fuzz_stack(stack: Stack, manifest: Manifest, *, seed: int, count: int, out_d
     started = time.perf_counter()
     for i, outcome in _outcomes(host, port, seed, count, spec, workers):
         report.sent += 1
-        recent = [*recent[-(workers * 8):], i]
+        recent = [*recent[-(workers * 4):], i]  # this batch and the one before: in flight when the VM failed
         for resp in outcome.responses:
             report.statuses[str(resp.status)] += 1
         if outcome.error:
@@ -166,15 +167,16 @@ def fuzz_stack(stack: Stack, manifest: Manifest, *, seed: int, count: int, out_d
                                     if live.kills(generate.request_at(seed, j, spec))), None)
                     if culprit is not None:
                         found.append((culprit, generate.request_at(seed, culprit, spec), live.violation()))
-                live.wait_vm()
-                live.new_vm_failure()
+                    live.wait_vm()
+                    live.new_vm_failure()
+                # later failures are counted, not waited out: requests meanwhile get the dead-VM 503 (documented)
         for index, request, violation in found:
             if violation.kind != "vm-died":
                 report.violations[violation.kind] += 1
             if violation.kind in kinds_found or len(report.findings) >= max_findings:
                 continue
             kinds_found.add(violation.kind)
-            report.findings.append(_finding(index, request, violation, live, spec))
+            report.findings.append(_finding(index, request, violation, live, spec, shrink_attempts))
         if progress and report.sent % 1000 == 0:
             progress(report.sent)
         if "envoy-crashed" in kinds_found:
@@ -189,11 +191,12 @@ def fuzz_stack(stack: Stack, manifest: Manifest, *, seed: int, count: int, out_d
     return report
 
 
-def _finding(index: int, req: FuzzRequest, violation: Violation, live: Liveness, spec: FuzzSpec) -> Finding:
+def _finding(index: int, req: FuzzRequest, violation: Violation, live: Liveness, spec: FuzzSpec,
+             budget: int) -> Finding:
     if violation.kind == "envoy-crashed":
         return Finding(index, violation, req, req)  # Envoy is gone: nothing to re-send to
     if violation.kind == "vm-died":
-        shrunk, attempts = shrink.shrink(req, live.kills, set(), max_attempts=shrink.MAX_ATTEMPTS // 3)
+        shrunk, attempts = shrink.shrink(req, live.kills, set(), max_attempts=budget // 3)
         live.wait_vm()
         live.new_vm_failure()
         return Finding(index, violation, req, shrunk, attempts)
@@ -203,7 +206,7 @@ def _finding(index: int, req: FuzzRequest, violation: Violation, live: Liveness,
         return any(v.kind == violation.kind for v in again)
 
     names = {invariants.fold(k) for cred in spec.credentials for k in cred}
-    shrunk, attempts = shrink.shrink(req, still_fails, names)
+    shrunk, attempts = shrink.shrink(req, still_fails, names, max_attempts=budget)
     final = [v for v in invariants.check(send(live.host, live.port, shrunk), spec) if v.kind == violation.kind]
     return Finding(index, final[0] if final else violation, req, shrunk, attempts)
 
@@ -218,7 +221,7 @@ def fuzz_spec(manifest: Manifest, wasm: Path) -> StackSpec:
 def fuzz(path: str | Path | None = None, *, seed: int = 1, count: int = 1000, out_dir: Path | None = None,
          workers: int = 4, backend: str = "process", envoy_version: str | None = None,
          options: BackendOptions | None = None, build_progress: Callable[[str], None] | None = None,
-         progress: Callable[[int], None] | None = None) -> FuzzReport:
+         progress: Callable[[int], None] | None = None, shrink_attempts: int = shrink.MAX_ATTEMPTS) -> FuzzReport:
     """Build the filter at PATH, start it in Envoy (its manifest config) and fuzz it with COUNT requests of SEED."""
     if not 1 <= count <= MAX_COUNT:
         raise UsageError(f"invalid request count {count}", fix=f"give --requests between 1 and {MAX_COUNT}")
@@ -229,7 +232,7 @@ def fuzz(path: str | Path | None = None, *, seed: int = 1, count: int = 1000, ou
     binary = resolve(envoy_version or manifest.envoy_version)
     with start_stack(fuzz_spec(manifest, wasm), backend=backend, binary=binary, options=options) as stack:
         return fuzz_stack(stack, manifest, seed=seed, count=count, out_dir=out_dir, workers=workers,
-                          backend=backend, progress=progress)
+                          backend=backend, progress=progress, shrink_attempts=shrink_attempts)
 
 
 def raise_for(report: FuzzReport) -> None:
