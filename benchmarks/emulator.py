@@ -105,7 +105,8 @@ def main() -> None:
               f"{r['envoy_ms_per_case']:.2f} | {r['speedup_per_case']:.1f} | {r['emulator_file_ms']:.0f} / "
               f"{r['envoy_file_ms']:.0f} | {r['speedup_per_file']:.1f} | {r['compile_cache_off_ms']:.0f} / "
               f"{r['compile_cache_on_ms']:.0f} |")
-    print(f"load average before/after: {out['load_before']} / {out['load_after']}")
+    loads = [", ".join(f"{x:.1f}" for x in out[k]) for k in ("load_before", "load_after")]  # type: ignore[attr-defined]
+    print(f"load average before: {loads[0]}; after: {loads[1]}")
     results = REPO / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     (results / "emulator.json").write_text(json.dumps(out, indent=2))

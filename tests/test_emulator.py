@@ -105,6 +105,12 @@ def test_auth_local_reply_headers_logs_and_stats(filter_host):
     assert host.stats()["wasmcustom.wasmfilter_auth.denied"] == 1
 
 
+@pytest.mark.parametrize("name", ["blank", "auth", "ratelimit", "routing"])
+def test_every_host_function_the_reference_filters_import_is_emulated(filter_host, name):
+    host = filter_host(REPO / "filters" / name)
+    assert set(host.not_emulated) <= {"env.proxy_grpc_stream", "env.proxy_grpc_send"}, host.not_emulated
+
+
 def test_plugin_configuration_refused_names_the_field(filter_host):
     with pytest.raises(EmulatorError, match="refused its configuration.*nonsense"):
         filter_host(REPO / "filters/blank", config={"header": "x-a", "value": "b", "nonsense": 1})

@@ -84,6 +84,7 @@ class FilterHost:
         self.callouts = Callouts(sorted(set(cluster_list) | set(self.routes.clusters)))
         self.foreign: dict[str, ForeignFunction] = {"clear_route_cache": clear_route_cache}
         self.root_traps: list[WasmTrap] = []
+        self.not_emulated: list[str] = []  # imports linked to a stub that fails when called (linker.py)
         self.active: Worker | None = None
         self.call_log_start = 0
         self._posted: list[Callable[[], None]] = []

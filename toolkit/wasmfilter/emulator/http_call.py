@@ -92,6 +92,7 @@ class Callouts:
         self.rules: list[Rule] = []
         self.clusters = set(clusters)
         self.calls: list[Call] = []
+        self.script: Callable[[Call], Answer | None] | None = None  # answer rules (emulator/scripted.py)
         self._next_token = 1
         self._next_grpc = 1
 
@@ -100,11 +101,13 @@ class Callouts:
         self.clusters.add(rule.cluster)
 
     def answer_for(self, call: Call) -> Answer:
+        """The test's own rules (`host.answer`) first, then the scenario's answer rules, else the echo answer."""
         for rule in self.rules:
             if rule.matches(call.cluster, call.method, call.path):
                 rule.used += 1
                 return rule.answer
-        return echo_answer(call.cluster, call.headers, call.body)
+        scripted = self.script(call) if self.script is not None else None
+        return scripted or echo_answer(call.cluster, call.headers, call.body)
 
     def unused(self) -> list[Rule]:
         return [r for r in self.rules if not r.used]

@@ -96,6 +96,7 @@ def build(host: FilterHost, module: wasmtime.Module, engine: wasmtime.Engine, na
                                     "provide it either)", fix="remove the import: Envoy would refuse the module too")
             if func is None:  # Envoy has it, the emulator does not: a call (not the import) is the error
                 func = _missing(imp.name or "")
+                host.not_emulated.append(f"env.{imp.name}")
             define_host_func(linker, "env", imp.name or "", ty, _guard(func, i32s, Result.INVALID_MEMORY_ACCESS))
         elif imp.module in WASI_MODULES:
             wfunc = wasi_funcs.get(imp.name or "") if imp.name in WASI_FUNCTIONS else None

@@ -23,6 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from wasmfilter.errors import WasmTrap
 
 
+def joined(headers: list[tuple[str, str]], name: str) -> str | None:
+    """Every value of header NAME joined with ", " (how a client reads a repeated header), None if absent."""
+    values = [v for k, v in headers if k == name.lower()]
+    return ", ".join(values) if values else None
+
+
 @dataclass
 class Request:
     """What the client sends. CHUNKS splits the body as the callbacks see it (default: one chunk)."""
@@ -45,8 +51,7 @@ class UpstreamRequest:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k == name.lower()]
-        return ", ".join(values) if values else None
+        return joined(self.headers, name)
 
 
 @dataclass
@@ -57,8 +62,7 @@ class Response:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k == name.lower()]
-        return ", ".join(values) if values else None
+        return joined(self.headers, name)
 
 
 Upstream = Callable[[UpstreamRequest], Response]
