@@ -262,8 +262,8 @@ def _remove_network(network: Any) -> None:
         pass
 
 
-def container_bootstrap(upstreams: list[Upstream], http_filters: list[str],
-                                            xds: tuple[str, int] | None = None, hardening: RequestHardening = SAFE) -> str:
+def container_bootstrap(upstreams: list[Upstream], http_filters: list[str], xds: tuple[str, int] | None = None,
+                        hardening: RequestHardening = SAFE) -> str:
     """A bootstrap for inside a container: listener and admin on all interfaces (only published to loopback);
     XDS: the ADS server (host, port) for a filter delivered over ECDS."""
     xds_host, xds_port = xds or ("127.0.0.1", None)
