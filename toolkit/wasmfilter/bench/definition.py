@@ -61,6 +61,9 @@ class Settings(_Model):
     # The floor (templates/probes/floor.wat, a bare no-op module) is measured in every run, in the same rounds, so
     # each report states the filter's added cost as a multiple of it on this machine. Off only to save time.
     floor: bool = True
+    # Also measure the size build (`wasmfilter build --opt`) of the filter as variant `wasm-opt`, in the same
+    # rounds: per-request cost and VM start of both builds side by side.
+    compare_opt: bool = False
 
     @field_validator("duration_s", "warmup_s", mode="before")
     @classmethod
@@ -120,6 +123,8 @@ class Expect(_Model):
     def for_variant(self, kind: str, name: str) -> int:
         if kind in ("baseline", "probe"):   # probes let every request through, like Envoy without a filter
             return self.baseline_status
+        if kind == "wasm-opt":              # the filter's size build answers like the filter
+            return self.status
         if kind == "native":
             if isinstance(self.native_status, dict):
                 return self.native_status.get(name, self.status)

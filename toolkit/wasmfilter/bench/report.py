@@ -18,7 +18,7 @@ from typing import Any
 
 from wasmfilter.bench import probes
 from wasmfilter.bench.definition import Scenario
-from wasmfilter.bench.runner import BASELINE, FLOOR, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
+from wasmfilter.bench.runner import BASELINE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
 
 SCHEMA = 1
@@ -153,6 +153,11 @@ def summarize(run: BenchRun) -> dict[str, Any]:
                          "native_added_p50_us": stat(paired(p50, n, BASELINE, lambda a, b: a - b))}
                      for n in natives if sc.applies_to("native", n)}
         vs_floor = _vs_floor(run, sc, vs_baseline, paired, cpu, p50)
+        opt_vs_baseline = None
+        if any(v.name == OPT for v in run.variants):
+            opt_vs_baseline = {"added_p50_us": stat(paired(p50, OPT, BASELINE, lambda a, b: a - b)),
+                               "added_cpu_us_per_req": stat(paired(cpu, OPT, BASELINE, lambda a, b: a - b)),
+                               "cpu_vs_default_build_us": stat(paired(cpu, OPT, WASM, lambda a, b: a - b))}
         added = vs_baseline["added_p50_us"]["median"]
         targets: dict[str, Any] = {"added_p50_us": {"value": added, "target": d.targets.added_p50_us,
                                                     "ok": added is not None and added <= d.targets.added_p50_us}}
@@ -169,7 +174,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         scenarios.append({"name": sc.name, "description": sc.description,
                           "request": sc.request.model_dump(), "expect": sc.expect.model_dump(),
                           "variants": per_variant, "wasm_vs_baseline": vs_baseline, "wasm_vs_native": vs_native,
-                          "wasm_vs_floor": vs_floor, "targets": targets})
+                          "wasm_vs_floor": vs_floor, "opt_vs_baseline": opt_vs_baseline, "targets": targets})
     envoy: dict[str, Any] = {}
     for v in run.variants:
         es = run.envoy[v.name]
@@ -243,6 +248,11 @@ def table_rows(doc: dict) -> list[list[str]]:
                 ratio = ""
             elif v["kind"] == PROBE:
                 added, added_cpu, ratio = _probe_cells(sc, v["name"])
+            elif v["kind"] == OPT and sc.get("opt_vs_baseline"):
+                o = sc["opt_vs_baseline"]
+                added = _n(o["added_p50_us"]["median"], "{:+.0f}")
+                added_cpu = _n(o["added_cpu_us_per_req"]["median"], "{:+.1f}")
+                ratio = f"{_n(o['cpu_vs_default_build_us']['median'], '{:+.2f}')} µs CPU/req vs the default build"
             else:
                 added, added_cpu, ratio = "", "", ""
             floor = sc.get("wasm_vs_floor") or {}

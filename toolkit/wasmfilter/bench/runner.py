@@ -35,6 +35,7 @@ BASELINE = "baseline"
 WASM = "wasm"
 PROBE = "probe"          # kind of the floor and the cost probes (hand-written modules, bench/probes.py)
 FLOOR = "floor"          # the floor's variant name
+OPT = "wasm-opt"         # name and kind of the filter's size build (settings.compare_opt)
 PROBE_PREFIX = "probe-"  # the other probes' variant names: probe-<name>
 
 
@@ -174,6 +175,11 @@ def direct_routes(upstreams: list[str]) -> list[str]:
     return [text]
 
 
+def opt_wasm_path(wasm: Path) -> Path:
+    """Where `wasmfilter build --opt` puts the size build beside the default module."""
+    return wasm.with_name(wasm.stem + ".opt.wasm")
+
+
 def _bootstrap(definition: BenchDefinition, variant: Variant, scenario: Scenario, wasm: Path) -> str:
     manifest = definition.manifest
     assert manifest is not None
@@ -181,8 +187,9 @@ def _bootstrap(definition: BenchDefinition, variant: Variant, scenario: Scenario
     upstreams = [Upstream(name, "127.0.0.1", 9) for name in manifest.upstreams]
     routes = direct_routes(list(manifest.upstreams))
     filters: list[str] = []
-    if variant.kind == WASM:
-        filters.append(WasmFilter.from_manifest(manifest, wasm,
+    if variant.kind in (WASM, OPT):
+        module = wasm if variant.kind == WASM else opt_wasm_path(wasm)
+        filters.append(WasmFilter.from_manifest(manifest, module,
                                                 plugin_config=definition.plugin_config(scenario)).fragment())
     elif variant.kind == PROBE:
         filters.append(WasmFilter(name="probe", wasm_path=str(probes.wasm_path(_probe_name(variant.name))),
@@ -206,6 +213,9 @@ def variants_of(definition: BenchDefinition) -> list[Variant]:
     out = [Variant(BASELINE, BASELINE, "Envoy, no HTTP filter but the router"),
            Variant(WASM, WASM, f"Envoy + the Wasm filter '{definition.name}' (V8)")]
     out += [Variant(n.name, "native", n.description) for n in definition.natives]
+    if definition.settings.compare_opt:
+        out.append(Variant(OPT, OPT, "the same filter's size build (wasmfilter build --opt: opt-level z, "
+                                     "wasm-opt -Oz)"))
     if definition.settings.floor:
         out.append(Variant(FLOOR, PROBE, f"the floor: {probes.CATALOG[probes.FLOOR].description}"))
     out += [Variant(PROBE_PREFIX + n, PROBE, f"floor + {probes.CATALOG[n].description}"
@@ -281,6 +291,8 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     step = progress or (lambda msg, n: None)
     binary = resolve(envoy_version or manifest.envoy_version)
     built = build_mod.build(manifest.crate_dir, features=definition.features, progress=build_progress)
+    if settings.compare_opt:
+        build_mod.build(manifest.crate_dir, features=definition.features, opt=True, progress=build_progress)
     variants = variants_of(definition)
     for variant in variants:
         if variant.kind == PROBE:
