@@ -145,9 +145,13 @@ def test_drift_shows_a_property_added_between_versions():
 
 
 @pytest.mark.docker
-def test_docker_backend_takes_the_matrix():
+def test_docker_backend_takes_the_matrix_and_drift():
     result = run_cli("test", str(BLANK), "--backend", "docker", "--envoy-version", f"1.36,{pinned_version()}",
                      "--jobs", "2")
     assert result.code == 0, result.stdout + result.stderr
     cells = cell_lines(result.stdout)
     assert len(cells) == 2 and all(text.startswith("PASS") for text in cells.values()), cells
+    drift = run_cli("drift", "--backend", "docker", "--envoy-version", f"1.36,{pinned_version()}")
+    assert drift.code == 0, drift.stdout + drift.stderr
+    assert "req request.headers_bytes" in drift.stdout
+    assert "x-envoy-external-address" not in drift.stdout  # each stack's own network: compared by presence
