@@ -86,30 +86,43 @@ def test_jobs_zero_and_junit_file_are_refused_before_anything_runs(tmp_path):
     assert file.read_text() == "keep me"
 
 
+# A counter Envoy 1.40 has and 1.36 does not (measured: `cluster.<name>.upstream_rq_rx_reset_no_error` is in 1.40.0's
+# /stats, not in 1.36.4's): a scenario relying on it passes on one claimed version and fails on the other.
+NEWER_STAT = "cluster.default.upstream_rq_rx_reset_no_error"
+
+
 def _filter_project(tmp_path: Path, envoy_versions: list[str]) -> Path:
-    """A filter project over the blank crate, claiming ENVOY_VERSIONS, with a passing and a failing file."""
+    """A filter project over the blank crate, claiming ENVOY_VERSIONS, with a scenario file that relies on a counter
+    only newer Envoys have."""
     project = tmp_path / "claims"
     (project / "scenarios").mkdir(parents=True)
     manifest = yaml.safe_load((BLANK / "filter.yaml").read_text())
     manifest.update(crate=str(BLANK), envoy_versions=envoy_versions)
     (project / "filter.yaml").write_text(yaml.safe_dump(manifest))
     (project / "scenarios" / "good.yaml").write_text(SCENARIO.read_text())
-    bad = yaml.safe_load(SCENARIO.read_text())
-    bad["cases"][0]["name"] = "expects a header the filter never adds"
-    bad["cases"][0]["expect"]["headers"] = {"x-wasmfilter-blank": "goodbye"}
-    (project / "scenarios" / "bad.yaml").write_text(yaml.safe_dump(bad))
+    newer = {"cases": [{"name": "no upstream reset counted", "request": {"path": "/"},
+                        "expect": {"status": 200, "stats": {NEWER_STAT: 0}}}]}
+    (project / "scenarios" / "newer_stat.yaml").write_text(yaml.safe_dump(newer))
     return project
 
 
 def test_manifest_envoy_versions_run_without_the_option(tmp_path):
-    project = _filter_project(tmp_path, ["1.38.3", "1.40"])
+    """The filter claims 1.36, 1.38.3 and 1.40: it fails on 1.36 (a counter that Envoy lacks) and cannot run on
+    1.38.3 (no V8), each said in one line, while every other cell runs and passes."""
+    project = _filter_project(tmp_path, ["1.36", "1.38.3", "1.40"])
     result = run_cli("test", str(project), "--junit", str(tmp_path / "junit"))
-    assert_one_line_error(result, "3 of 4 matrix cells failed (not run: 1.38.3)")
+    assert_one_line_error(result, "3 of 6 matrix cells failed (not run: 1.38.3)")
     cells = cell_lines(result.stdout)
-    assert cells[(pinned_version(), "good.yaml")].startswith("PASS")
-    assert cells[(pinned_version(), "bad.yaml")].endswith("expects a header the filter never adds")
+    assert cells[("1.36.4", "good.yaml")].startswith("PASS")
+    assert cells[("1.36.4", "newer_stat.yaml")].startswith("FAIL") and \
+        cells[("1.36.4", "newer_stat.yaml")].endswith("no upstream reset counted")
     assert cells[("1.38.3", "good.yaml")] == "FAIL not run: no V8"
-    failure = ET.parse(tmp_path / "junit" / "envoy-1.38.3.xml").getroot().find("testsuite/testcase/failure")
+    assert cells[(pinned_version(), "good.yaml")].startswith("PASS")
+    assert cells[(pinned_version(), "newer_stat.yaml")].startswith("PASS")
+    junit = tmp_path / "junit"
+    failure = ET.parse(junit / "envoy-1.36.4.xml").getroot().find("testsuite/testcase/failure")
+    assert failure is not None and f"stat '{NEWER_STAT}': does not exist" in failure.get("message", "")
+    failure = ET.parse(junit / "envoy-1.38.3.xml").getroot().find("testsuite/testcase/failure")
     assert failure is not None and "has no V8 Wasm runtime" in failure.get("message", "")
 
 
@@ -132,9 +145,13 @@ def test_drift_shows_a_property_added_between_versions():
 
 
 @pytest.mark.docker
-def test_docker_backend_takes_the_matrix():
+def test_docker_backend_takes_the_matrix_and_drift():
     result = run_cli("test", str(BLANK), "--backend", "docker", "--envoy-version", f"1.36,{pinned_version()}",
                      "--jobs", "2")
     assert result.code == 0, result.stdout + result.stderr
     cells = cell_lines(result.stdout)
     assert len(cells) == 2 and all(text.startswith("PASS") for text in cells.values()), cells
+    drift = run_cli("drift", "--backend", "docker", "--envoy-version", f"1.36,{pinned_version()}")
+    assert drift.code == 0, drift.stdout + drift.stderr
+    assert "req request.headers_bytes" in drift.stdout
+    assert "x-envoy-external-address" not in drift.stdout  # each stack's own network: compared by presence

@@ -224,7 +224,7 @@ def _test_matrix(path: Optional[Path], specs: list[str], scenario_files: list[Pa
     check_junit_dir(junit)
     if envoy_image:
         raise UsageError("--envoy-image names one image, but a matrix runs several Envoy versions",
-                              fix="drop --envoy-image (each version gets its own image) or pass one --envoy-version")
+                         fix="drop --envoy-image (each version gets its own image) or pass one --envoy-version")
     with backend_options(backend, announce=_announce) as options, console.progress("running the matrix") as step:
         report = run_matrix(path, specs, files=scenario_files or None, backend=backend, jobs=jobs, options=options,
                             announce=_announce, progress=step,

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasmfilter.envoy.binary import resolve
-from wasmfilter.envoy.protocol import filter_log_lines
+from wasmfilter.envoy.protocol import filter_log_lines, log_tail, wait_until
 from wasmfilter.envoy.versions import VersionPick, pick_versions
-from wasmfilter.errors import WasmfilterError
+from wasmfilter.errors import EnvoyError, WasmfilterError
 from wasmfilter.harness import probe
 from wasmfilter.harness.client import Client
 from wasmfilter.harness.matrix import check_jobs, run_parallel
@@ -28,7 +28,9 @@ SENT = {"host": "drift.example", "user-agent": "wasmfilter-drift", "referer": "h
         "content-length": "0"}
 PATH = "/drift/probe?q=1"
 # Header values that change per request: compared by presence only.
-VOLATILE_HEADERS = ("x-request-id", "date", "x-envoy-upstream-service-time", "x-forwarded-for")
+VOLATILE_HEADERS = ("x-request-id", "date", "x-envoy-upstream-service-time", "x-forwarded-for",
+                    "x-envoy-external-address")
+LOG_WAIT_S = 10.0
 Announce = Callable[[str], None]
 
 
@@ -87,7 +89,14 @@ def probe_version(version: str, *, backend: str = "process", options: BackendOpt
             response = client.send(Request(path=PATH, headers=dict(SENT)))
         finally:
             client.close()
+        # the log reaches us a moment after the response (a container's log stream especially): poll for the
+        # probe's last line
+        last = f"resp {probe.PROPERTIES[-1]}"
+        wait_until(lambda: last in probe.read_lines(filter_log_lines(stack.envoy.logs())), LOG_WAIT_S, 0.02)
         seen = probe.read_lines(filter_log_lines(stack.envoy.logs()))
+        if last not in seen:
+            raise EnvoyError(f"Envoy {version} did not log the drift probe's values within {LOG_WAIT_S:.0f}s",
+                             fix="see Envoy's log below", detail=log_tail(stack.envoy.logs()))
     echo = response.echo() or {}
     seen |= _headers("upstream-request-header", echo.get("headers", {}), set(SENT))
     seen |= _headers("response-header", response.headers, {"content-type", "content-length"})
