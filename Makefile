@@ -11,9 +11,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: the Rust wasm toolchain fallback (rustc-web + std sources + lld + wasi-libc, see
 # docs/toolchain.md), wasm-opt, the load generator, and the OCI registry server the tests start;
-# docker-compose (v1, when the `docker compose` plugin is absent) and libc6-dev (static echo upstream image).
+# docker-compose (v1, when the `docker compose` plugin is absent) and libc6-dev (static echo upstream image);
+# clang-22 (+ its wasm32 runtime) builds examples/c-filter against wasi-libc with lld-22 (docs/languages.md).
 APT_PACKAGES := rustc-web cargo-web rust-web-src rust-web-clippy lld-22 wasi-libc binaryen wabt wrk \
-	docker-registry docker-compose libc6-dev
+	docker-registry docker-compose libc6-dev clang-22 libclang-rt-22-dev-wasm32
 
 # Scenario files run on both Envoy backends in `make test` (docs/docker.md); override with WASMFILTER_BACKENDS=process.
 # And on the emulator: every case's verdict must agree with Envoy's (docs/emulator.md).
@@ -65,10 +66,12 @@ lint-python: setup
 
 lint-rust: setup
 	$(WF) unittest filters --clippy-only
+	$(WF) unittest examples/callout --clippy-only
 
 # The Cargo workspace at once: every filter's plain-Rust tests (clippy ran in lint).
 test-rust: setup
 	$(WF) unittest filters --no-clippy
+	$(WF) unittest examples/callout --no-clippy
 
 test-python: setup
 	WASMFILTER_BACKENDS=$(WASMFILTER_BACKENDS) $(PY) -m pytest

@@ -30,6 +30,10 @@ class CargoBuildError(WasmfilterError):
     """cargo failed; `detail` holds the compiler output."""
 
 
+class BuildCommandError(CargoBuildError):
+    """A prebuilt filter's `build:` command (clang, tinygo, ...) failed; `detail` holds its output."""
+
+
 class AbiError(WasmfilterError):
     """A .wasm file is not a module Envoy's proxy-wasm host can load."""
 

@@ -6,9 +6,10 @@ import enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wasmfilter.errors import ManifestError, UsageError
+from wasmfilter.harness.answers import AnswerRule
 from wasmfilter.yamlmodel import load_model
 
 MANIFEST_NAME = "filter.yaml"
@@ -37,13 +38,33 @@ class Manifest(BaseModel):
     # Echo upstreams Envoy gets as clusters of these names; the first is the default route.
     upstreams: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     envoy_version: str | None = None
+    # Scripted answers of the echo upstreams, per cluster name (harness/answers.py, docs/scenarios.md).
+    answers: dict[str, list[AnswerRule]] = Field(default_factory=dict)
+    # A prebuilt module instead of a crate (any language, docs/languages.md), and the command that builds it.
+    wasm: str | None = None
+    build: list[str] | None = Field(default=None, min_length=1)
 
     # Not part of the file: where it was read from.
     directory: Path = Field(default=Path("."), exclude=True)
 
+    @model_validator(mode="after")
+    def _crate_or_wasm(self) -> Manifest:
+        if self.wasm is not None and "crate" in self.model_fields_set:
+            raise ValueError("give either 'crate' (a Rust crate) or 'wasm' (a prebuilt module), not both")
+        if self.build is not None and self.wasm is None:
+            raise ValueError("'build' needs 'wasm': the module the command writes")
+        return self
+
     @property
     def crate_dir(self) -> Path:
+        if self.wasm is not None:
+            return self.directory.resolve()  # build() finds this filter.yaml there and takes the module
         return (self.directory / self.crate).resolve()
+
+    @property
+    def wasm_path(self) -> Path | None:
+        """The prebuilt module (`wasm:`), resolved against the manifest's directory; None for a crate."""
+        return None if self.wasm is None else (self.directory / self.wasm).resolve()
 
     @property
     def scenario_dir(self) -> Path:
@@ -89,10 +110,23 @@ def load_manifest(path: str | Path | None = None) -> Manifest:
                           example="filters/auth/filter.yaml",
                           field_fix="correct that field (allowed fields: " + ", ".join(_FIELDS) + ")",
                           extra={"directory": file.parent.resolve()})
-    if not (manifest.crate_dir / "Cargo.toml").is_file():
+    check_module(file, manifest)
+    if manifest.wasm is None and not (manifest.crate_dir / "Cargo.toml").is_file():
         raise ManifestError(f"{file}: crate '{manifest.crate}' has no Cargo.toml",
                             fix="point 'crate' at the filter's Rust crate directory")
     return manifest
+
+
+def check_module(file: Path, manifest: Manifest) -> None:
+    """A `wasm:` manifest: the module exists, or a `build:` command will write it; answers name upstreams."""
+    module = manifest.wasm_path
+    if module is not None and manifest.build is None and not module.is_file():
+        raise ManifestError(f"{file}: wasm module '{manifest.wasm}' does not exist",
+                            fix="build it first, or add a `build:` command that writes it (docs/languages.md)")
+    unknown = [name for name in manifest.answers if name not in manifest.upstreams]
+    if unknown:
+        raise ManifestError(f"{file}: answers for '{unknown[0]}', which is not in upstreams",
+                            fix="add it to `upstreams:`, or correct the name under `answers:`")
 
 
 _FIELDS = [name for name in Manifest.model_fields if name != "directory"]

@@ -5,10 +5,18 @@
 //! `{"upstream": NAME, "method": M, "path": P, "headers": [[lowercased-name, value], ...], "body": B}`,
 //! the response header `x-wasmfilter-upstream: NAME`, and `/status/NNN` answering with status NNN
 //! (200..=599, else 400). Standard library only, one thread per connection, HTTP/1.1 keep-alive.
+//! With answer rules (`--rules FILE` / `--rules-json TEXT`, see rules.rs) a matching request gets the rule's
+//! scripted answer instead, exactly as harness/upstream.py sends it.
+
+mod rules;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
+
+use rules::Rule;
 
 const ECHO_HEADER: &str = "x-wasmfilter-upstream";
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -238,12 +246,69 @@ fn respond(stream: &mut impl Write, name: &str, req: &Request) -> io::Result<()>
     stream.flush()
 }
 
-fn serve(stream: TcpStream, name: &str) -> io::Result<()> {
+/// A scripted answer: status, the rule's headers, content-length, the echo header; or a TCP reset.
+fn respond_scripted(stream: &mut TcpStream, name: &str, req: &Request, rule: &Rule) -> io::Result<bool> {
+    if rule.delay_ms > 0 {
+        thread::sleep(Duration::from_millis(rule.delay_ms)); // the scripted delay itself
+    }
+    if rule.reset {
+        reset::linger_zero(stream);
+        return Ok(false); // dropping the stream now sends the reset
+    }
+    let mut head = format!("HTTP/1.1 {} {}\r\n", rule.status, reason(rule.status));
+    for (k, v) in &rule.answer_headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n{}: {}\r\n", rule.body.len(), ECHO_HEADER, name));
+    if !req.keep_alive() {
+        head.push_str("connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if req.method != "HEAD" {
+        out.extend_from_slice(&rule.body);
+    }
+    stream.write_all(&out)?;
+    stream.flush()?;
+    Ok(true)
+}
+
+/// SO_LINGER with a zero timeout: close() then sends a TCP reset, as harness/upstream.py does.
+mod reset {
+    use std::os::fd::AsRawFd;
+
+    #[repr(C)]
+    struct Linger {
+        onoff: i32,
+        linger: i32,
+    }
+
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+    }
+
+    pub fn linger_zero(stream: &std::net::TcpStream) {
+        let value = Linger { onoff: 1, linger: 0 };
+        // SAFETY: a valid socket fd and a pointer to a live struct linger of the size given. SOL_SOCKET = 1,
+        // SO_LINGER = 13 on Linux (the image's only platform).
+        unsafe {
+            setsockopt(stream.as_raw_fd(), 1, 13, &value, std::mem::size_of::<Linger>() as u32);
+        }
+    }
+}
+
+fn serve(stream: TcpStream, name: &str, rules: &[Rule]) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     while let Some(req) = read_request(&mut reader)? {
-        respond(&mut writer, name, &req)?;
+        if let Some(rule) = rules::answer_for(rules, &req.method, &req.path, &req.headers) {
+            if !respond_scripted(&mut writer, name, &req, rule)? {
+                break;
+            }
+        } else {
+            respond(&mut writer, name, &req)?;
+        }
         if !req.keep_alive() {
             break;
         }
@@ -278,6 +343,7 @@ fn main() {
     let mut name = String::from("default");
     let mut host = String::from("0.0.0.0");
     let mut port: u16 = 8000;
+    let mut rules_text: Option<(String, String)> = None; // (where from, JSON)
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next();
@@ -291,12 +357,32 @@ fn main() {
                     std::process::exit(2);
                 }
             },
+            ("--rules", Some(v)) => match std::fs::read_to_string(&v) {
+                Ok(text) => rules_text = Some((format!("'{v}'"), text)),
+                Err(e) => {
+                    eprintln!("echo: cannot read answer rules '{v}': {e}");
+                    std::process::exit(2);
+                }
+            },
+            ("--rules-json", Some(v)) => rules_text = Some(("given by --rules-json".to_string(), v)),
             (other, _) => {
-                eprintln!("echo: unknown or incomplete argument '{other}' (use --name N --host H --port P)");
+                eprintln!(
+                    "echo: unknown or incomplete argument '{other}' (use --name N --host H --port P [--rules FILE])"
+                );
                 std::process::exit(2);
             }
         }
     }
+    let rules: Arc<Vec<Rule>> = match rules_text {
+        None => Arc::new(Vec::new()),
+        Some((source, text)) => match rules::parse_rules(&text) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                eprintln!("echo: answer rules {source}: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
     let listener = match TcpListener::bind((host.as_str(), port)) {
         Ok(l) => l,
         Err(e) => {
@@ -312,8 +398,9 @@ fn main() {
         match stream {
             Ok(stream) => {
                 let name = name.clone();
+                let rules = Arc::clone(&rules);
                 thread::spawn(move || {
-                    let _ = serve(stream, &name);
+                    let _ = serve(stream, &name, &rules);
                 });
             }
             Err(e) => eprintln!("echo: accept failed: {e}"),

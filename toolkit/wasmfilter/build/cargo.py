@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmfilter.build import size, toolchain
+from wasmfilter.build import prebuilt, size, standalone, toolchain
 from wasmfilter.errors import CargoBuildError, ToolchainError, UsageError, tail
 from wasmfilter.files import sha256_file
 from wasmfilter.manifest import MANIFEST_NAME, load_manifest
@@ -97,9 +97,14 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
     target directory <target>/size (the flags change cargo's fingerprints; sharing <target> would rebuild std and
     every dependency of the default build on each switch), then wasm-opt -Oz, written to
     <target>/wasmfilter/<crate>[+features].opt.wasm (never over the default build's module)."""
-    crate = crate_dir_for(path)
-    tc = toolchain.detect()
     features = tuple(sorted(set(features)))
+    prebuilt_filter = prebuilt.prebuilt_manifest(path)
+    if prebuilt_filter is not None:  # `wasm:` in filter.yaml: any language, no cargo (build/prebuilt.py)
+        module, seconds = prebuilt.build_prebuilt(prebuilt_filter, features=features, opt=opt, progress=progress)
+        size_bytes, digest = prebuilt.module_digest(module)
+        return BuildResult(wasm=module, size=size_bytes, sha256=digest, seconds=seconds, features=(), optimized=False)
+    crate = standalone.buildable(crate_dir_for(path))
+    tc = toolchain.detect()
     target_dir = _target_dir(crate)
     args = ["build", "--release", "--target", toolchain.TARGET, "--message-format", "json-render-diagnostics",
             *tc.build_args]
@@ -117,7 +122,7 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
     with _artifact_lock(out_dir, ".opt-lock" if opt else ".lock"):
         output = run_cargo(crate, args, wasm=True, on_line=_progress_lines(progress), env=env)
         artifact = _find_artifact(output, crate)
-        name = artifact.stem + ("+" + "+".join(features) if features else "")
+        name = standalone.module_stem(crate, artifact.stem) + ("+" + "+".join(features) if features else "")
         if opt:
             final = out_dir / f"{name}.opt.wasm"
             size.wasm_opt_cached(artifact, final)
@@ -178,7 +183,10 @@ def unit_test(path: str | Path | None = None, *, tests: bool = True, clippy: boo
               progress: Progress | None = None) -> str:
     """The filter's plain-Rust tests on the host (TESTS), then clippy with warnings as errors (CLIPPY). PATH may be
     a workspace: then every member."""
-    crate = crate_dir_for(path)
+    if prebuilt.prebuilt_manifest(path) is not None:
+        raise UsageError(f"'{path}' is a prebuilt module (wasm: in filter.yaml): there are no cargo tests to run",
+                         fix="test it with `wasmfilter test` (its scenario files)")
+    crate = standalone.buildable(crate_dir_for(path))
     if not (tests or clippy):
         raise UsageError("nothing to run: both the tests and clippy are off", fix="drop --no-clippy or --clippy-only")
     output = ""

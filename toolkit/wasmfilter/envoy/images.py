@@ -322,12 +322,21 @@ def _host_target(cargo: str) -> str:
     return "x86_64-unknown-linux-gnu"
 
 
+def echo_source_hash() -> str:
+    """The content hash of the echo upstream's sources (and the image recipe): its image's tag and build dir."""
+    h = hashlib.sha256(f"recipe {RECIPE}\n".encode())
+    for path in _echo_source_files():
+        h.update(f"{path.relative_to(echo_source_dir())} {hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def build_echo_binary() -> Path:
     """cargo build --release the echo upstream for the host, statically linked when the C library allows
-    (glibc's libc.a from libc6-dev); otherwise dynamically, and the image then carries its libraries."""
+    (glibc's libc.a from libc6-dev); otherwise dynamically, and the image then carries its libraries. One target
+    directory per source hash: checkouts with other sources sharing the cache never swap the binary under us."""
     cargo = _host_cargo()
     target = _host_target(cargo)
-    target_dir = cache_dir() / "echo-target"
+    target_dir = cache_dir() / "echo-target" / f"src-{echo_source_hash()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_TARGET_") and k != "RUSTC_BOOTSTRAP"}
     env["CARGO_TARGET_DIR"] = str(target_dir)
     manifest = echo_source_dir() / "Cargo.toml"
@@ -356,10 +365,7 @@ def ensure_echo_image(*, override: str | None = None, force: bool = False, annou
         require_image(override, "echo upstream")
         return BuiltImage(override, override, "", False, 0.0)
     started = time.perf_counter()
-    h = hashlib.sha256(f"recipe {RECIPE}\n".encode())
-    for path in _echo_source_files():
-        h.update(f"{path.relative_to(echo_source_dir())} {hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    source_hash = h.hexdigest()[:16]
+    source_hash = echo_source_hash()
     tag = f"{ECHO_REPO}:src-{source_hash}"
     if not force:
         try:

@@ -35,6 +35,7 @@ from wasmfilter.envoy.container import (
 from wasmfilter.envoy.engine import client, short
 from wasmfilter.envoy.protocol import log_tail, wait_until
 from wasmfilter.errors import DockerError
+from wasmfilter.harness.answers import wire_rules
 from wasmfilter.settings import current
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,8 +188,9 @@ class EchoContainer:
     """The echo upstream in a container on NETWORK; `ip` and `port` are its address there."""
 
     def __init__(self, name: str, *, image: str, network: str, run_id: str, labels: dict[str, str],
-                 ready_timeout: float = 20.0):
+                 ready_timeout: float = 20.0, rules_json: str = ""):
         self.name = name
+        self.rules_json = rules_json  # scripted answers (answers.wire_rules), passed as --rules-json
         self.image = image
         self.network = network
         self.run_id = run_id
@@ -202,7 +204,8 @@ class EchoContainer:
         try:
             # create, then start: a container whose start fails is already ours to remove
             self.container = client().containers.create(
-                self.image, ["--name", self.name, "--port", str(self.port)],
+                self.image, ["--name", self.name, "--port", str(self.port),
+                             *(["--rules-json", self.rules_json] if self.rules_json else [])],
                 name=f"wasmfilter-{self.run_id}-echo-{self.name}", network=self.network, labels=self.labels,
                 hostname=self.name)
             self.container.start()
@@ -264,10 +267,11 @@ def container_bootstrap(upstreams: list[Upstream], http_filters: list[str]) -> s
 
 
 def _start_echoes(names: list[str], image: str, network: str, run_id: str, labels: dict[str, str],
-                  closer: ExitStack) -> list[EchoContainer]:
+                  closer: ExitStack, rules: dict[str, str] | None = None) -> list[EchoContainer]:
     """Start the echo upstreams in parallel (a container start is ~0.4 s of engine work); every one started is
     registered for removal (together, in parallel) before the first error, if any, propagates."""
-    echoes = [EchoContainer(name, image=image, network=network, run_id=run_id, labels=labels) for name in names]
+    echoes = [EchoContainer(name, image=image, network=network, run_id=run_id, labels=labels,
+                            rules_json=(rules or {}).get(name, "")) for name in names]
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(echoes)))) as pool:
         futures = [pool.submit(e.start) for e in echoes]
         errors = [f.exception() for f in futures]
@@ -297,7 +301,8 @@ def docker_stack(spec: StackSpec, binary: EnvoyBinary | None, session: DockerSes
     try:
         network = create_network(run_id, labels)
         closer.callback(_remove_network, network)
-        upstreams = _start_echoes(spec.manifest.upstreams, echo.tag, network.name, run_id, labels, closer)
+        rules = {name: wire_rules(spec.rules_for(name)) for name in spec.manifest.upstreams if spec.rules_for(name)}
+        upstreams = _start_echoes(spec.manifest.upstreams, echo.tag, network.name, run_id, labels, closer, rules)
         wasm_host = Path(spec.wasm_path).resolve()
         inside = wasm_path_in_container(wasm_host)
         config = container_bootstrap([Upstream(u.name, u.ip, u.port) for u in upstreams],

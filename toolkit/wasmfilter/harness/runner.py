@@ -13,6 +13,7 @@ from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.protocol import filter_log_lines, log_tail
 from wasmfilter.errors import ScenarioError, WasmfilterError
 from wasmfilter.harness import scenario
+from wasmfilter.harness.answers import check_clusters, merged
 from wasmfilter.harness.checks import CaseResult, run_case
 from wasmfilter.harness.stack import BackendOptions, Stack, StackSpec, start_stack
 from wasmfilter.manifest import Manifest, load_manifest
@@ -63,7 +64,9 @@ def features_for(manifest: Manifest, sfile: scenario.ScenarioFile) -> tuple[str,
 
 
 def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> StackSpec:
-    return StackSpec(manifest=manifest, wasm_path=wasm, plugin_config=sfile.plugin_config(manifest.config),
+    check_clusters(sfile.answers, manifest.upstreams, f"scenario file '{sfile.path}'")
+    return StackSpec(answers=merged(manifest.answers, sfile.answers),
+                     manifest=manifest, wasm_path=wasm, plugin_config=sfile.plugin_config(manifest.config),
                      failure_policy=sfile.failure_policy, allow_fail_open=sfile.allow_fail_open,
                      concurrency=sfile.concurrency)
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wasmfilter.errors import ScenarioError
+from wasmfilter.harness.answers import AnswerRule
 from wasmfilter.manifest import FailurePolicy
 from wasmfilter.yamlmodel import load_model
 
@@ -87,6 +88,8 @@ class ScenarioFile(_Strict):
     allow_fail_open: bool = False
     features: list[str] = Field(default_factory=list)  # cargo features of the build under test
     concurrency: int = Field(default=2, ge=1)
+    # Scripted answers per upstream cluster, ahead of filter.yaml's (harness/answers.py).
+    answers: dict[str, list[AnswerRule]] = Field(default_factory=dict)
     cases: list[Case] = Field(min_length=1)
 
     path: Path = Field(default=Path("."), exclude=True)

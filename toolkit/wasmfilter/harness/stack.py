@@ -19,6 +19,7 @@ from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
 from wasmfilter.envoy.process import EnvoyProcess
 from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.errors import UsageError
+from wasmfilter.harness.answers import AnswerRule
 from wasmfilter.harness.checks import CaseClock, Connect
 from wasmfilter.harness.client import Client
 from wasmfilter.harness.scenario import Case
@@ -40,10 +41,15 @@ class StackSpec:
     concurrency: int = 2
     listener_port: int = 0
     extra_http_filters: list[str] = field(default_factory=list)  # rendered fragments placed before the Wasm filter
+    answers: dict[str, list[AnswerRule]] = field(default_factory=dict)  # scripted answers per upstream (answers.py)
 
     def wasm_filter(self, wasm_path: str | None = None) -> WasmFilter:
         return WasmFilter.from_manifest(self.manifest, wasm_path or self.wasm_path, plugin_config=self.plugin_config,
                                         failure_policy=self.failure_policy, allow_fail_open=self.allow_fail_open)
+
+    def rules_for(self, upstream: str) -> list[AnswerRule]:
+        """UPSTREAM's scripted answers: the spec's (a scenario file's merged with filter.yaml's), else filter.yaml's."""
+        return self.answers.get(upstream, self.manifest.answers.get(upstream, []))
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ def process_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions)
     ensure_port_free("127.0.0.1", spec.listener_port)
     closer = ExitStack()
     try:
-        upstreams = [closer.enter_context(EchoUpstream(name)) for name in spec.manifest.upstreams]
+        upstreams = [closer.enter_context(EchoUpstream(name, rules=spec.rules_for(name)))
+                     for name in spec.manifest.upstreams]
         bootstrap = Bootstrap(upstreams=[Upstream(u.name, u.host, u.port) for u in upstreams],
                               http_filters=[*spec.extra_http_filters, spec.wasm_filter().fragment()],
                               listener_port=spec.listener_port)

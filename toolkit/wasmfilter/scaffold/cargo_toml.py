@@ -110,19 +110,6 @@ def _vendored_dir(template: Template, dep: str, path: Any, filters_root: Path) -
 
 def _lock_closure(lock_file: Path, root: str) -> set[str] | None:
     """Names of every package ROOT depends on, transitively, according to the workspace's Cargo.lock."""
-    if not lock_file.is_file():
-        return None
-    try:
-        packages = tomllib.loads(lock_file.read_text()).get("package", [])
-    except tomllib.TOMLDecodeError:
-        return None
-    deps: dict[str, set[str]] = {}
-    for pkg in packages:
-        deps.setdefault(pkg.get("name", ""), set()).update(d.split()[0] for d in pkg.get("dependencies", []))
-    seen, todo = set(), [root]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(deps.get(name, ()))
-    return seen
+    from wasmfilter.build.standalone import lock_closure
+
+    return lock_closure(lock_file, [root])
