@@ -196,6 +196,26 @@ def test_http_call_odd_answer_delay_timeout_and_reset():
     assert reset.status == 503 and reset.body == b"callout failed", "a reset is the failure callback: no body"
 
 
+def test_answer_rules_script_callouts_and_the_routed_upstream():
+    from wasmfilter.harness.answers import AnswerRule
+
+    rules = {"scripted": [AnswerRule.model_validate({"match": {"path": "/check"}, "base64": "Ag=="})],
+             "default": [AnswerRule.model_validate({"match": {"path_prefix": "/teapot"}, "status": 418,
+                                                    "json": {"short": True}}),
+                         AnswerRule.model_validate({"match": {"path": "/gone"}, "reset": True})]}
+    host = FilterHost.load(callout_module(), clusters=["default"], answers=rules)
+    teapot = host.http(path="/teapot/1")
+    assert teapot.status == 418 and teapot.body == b'{"short":true}', "the callout's 0x02 let it through"
+    assert teapot.header("content-type") == "application/json"
+    gone = host.http(path="/gone")
+    assert gone.status == 503 and gone.body.startswith(b"upstream connect error"), "Envoy's answer to a reset"
+    host.check_answers_used()
+    unused = FilterHost.load(callout_module(), clusters=["default"], answers=rules)
+    unused.http(path="/teapot")
+    with pytest.raises(EmulatorError, match="scripted answer for cluster 'default' .*/gone.* was never asked for"):
+        unused.check_answers_used()
+
+
 def test_http_call_to_an_unknown_cluster_is_bad_argument():
     host = FilterHost.load(callout_module(), clusters=["default"])
     host.callouts.clusters.discard("scripted")
