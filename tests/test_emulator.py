@@ -275,6 +275,14 @@ def test_fail_reload_starts_a_fresh_vm_after_the_backoff(filter_host):
     assert host.workers[0].starts == 2
 
 
+def test_a_trap_in_a_root_callback_fails_the_vm():
+    host = FilterHost.load(callout_module(), clusters=["default", "scripted"])
+    host.inject_trap("on_tick")
+    host.advance(1.0)
+    assert [t.callback for t in host.crashes] == ["proxy_on_tick"]
+    assert host.http(path="/x").status == 503, "FAIL_CLOSED: the failed VM refuses the next stream"
+
+
 def test_a_trap_can_be_injected_into_any_callback(filter_host):
     host = filter_host(REPO / "filters/blank")
     host.inject_trap("on_response_headers")
