@@ -233,6 +233,16 @@ def test_grpc_call_answer_and_failure():
     assert host.callouts.calls[1].token == 3, "gRPC call tokens are odd"
 
 
+def test_shared_queue_notifies_the_registering_root_context():
+    host = FilterHost.load(callout_module(), clusters=["default", "scripted"], vm_id="vm")
+    host.enqueue("vm", "q", b"one")
+    host.enqueue("vm", "q", b"two")
+    assert host.stats()["wasmcustom.queued"] == 2
+    assert not host.queues.by_token[1].items, "each notification dequeued one item"
+    with pytest.raises(EmulatorError, match="no shared queue 'nope' in vm 'vm'"):
+        host.enqueue("vm", "nope", b"x")
+
+
 def test_ticks_fire_on_the_test_clock():
     host = FilterHost.load(callout_module(), clusters=["default", "scripted"])
     host.advance(3.5)
