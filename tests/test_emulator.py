@@ -150,6 +150,8 @@ def test_properties_use_envoys_encodings(filter_host):
     assert lookup(host, ctx, ["response", "code"]) == struct.pack("<q", 200)
     assert lookup(host, ctx, ["plugin_root_id"]) == b"blank"
     assert decode_pairs(lookup(host, ctx, ["request", "headers"]) or b"")[0] == (b":authority", b"localhost")
+    assert lookup(host, ctx, ["request", "headers", "User-Agent"]) == b"t", "one header of the map"
+    assert lookup(host, ctx, ["request", "headers", "x-none"]) is None
     assert lookup(host, ctx, ["nope"]) is None
 
 
