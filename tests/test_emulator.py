@@ -302,6 +302,13 @@ def test_a_trap_can_be_injected_into_any_callback(filter_host):
         host.http(path="/")
 
 
+def test_wasi_functions_behave_like_envoys_stubs():
+    host = FilterHost.load(wat("wasi.wat"))
+    host.http(path="/")
+    assert host.log_messages(LogLevel.INFO) == ["hello from wasi"], "stdout is an info line, newline dropped"
+    assert host.stats() == {"wasmcustom.realtime": 0, "wasmcustom.monotonic": 58, "wasmcustom.read": 52}
+
+
 # --- bad input ----------------------------------------------------------------------------------------------
 
 def test_a_module_that_is_not_proxy_wasm():
