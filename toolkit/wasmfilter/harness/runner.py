@@ -114,7 +114,8 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
     features = [features_for(manifest, sfile) for sfile in sfiles]
     binary: EnvoyBinary = resolve(envoy_version or manifest.envoy_version)
     builds = BuildCache(manifest, progress)
-    out = TestReport(envoy=binary.describe(), backend=backend)
+    out = TestReport(envoy=binary.describe() if backend != "emulator" else "no Envoy: the proxy-wasm emulator",
+                     backend=backend)
     started = time.perf_counter()
     for sfile, wanted in zip(sfiles, features):
         wasm = builds.get(wanted).wasm
