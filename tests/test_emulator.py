@@ -155,6 +155,12 @@ def test_properties_use_envoys_encodings(filter_host):
     assert lookup(host, ctx, ["nope"]) is None
 
 
+def test_properties_through_the_abi():
+    host = FilterHost.load(wat("props.wat"))
+    host.http(path="/")
+    assert host.stats() == {"wasmcustom.port": 40000, "wasmcustom.state": 5}
+
+
 def test_request_body_chunks_and_trailers_reach_the_upstream(filter_host):
     host = filter_host(REPO / "filters/blank")
     stream = host.http(method="POST", path="/echo", chunks=[b"pi", b"ng"], trailers=[("x-t", "1")])
