@@ -150,7 +150,15 @@ def test_properties_use_envoys_encodings(filter_host):
     assert lookup(host, ctx, ["response", "code"]) == struct.pack("<q", 200)
     assert lookup(host, ctx, ["plugin_root_id"]) == b"blank"
     assert decode_pairs(lookup(host, ctx, ["request", "headers"]) or b"")[0] == (b":authority", b"localhost")
+    assert lookup(host, ctx, ["request", "headers", "User-Agent"]) == b"t", "one header of the map"
+    assert lookup(host, ctx, ["request", "headers", "x-none"]) is None
     assert lookup(host, ctx, ["nope"]) is None
+
+
+def test_properties_through_the_abi():
+    host = FilterHost.load(wat("props.wat"))
+    host.http(path="/")
+    assert host.stats() == {"wasmcustom.port": 40000, "wasmcustom.state": 5}
 
 
 def test_request_body_chunks_and_trailers_reach_the_upstream(filter_host):
@@ -196,6 +204,26 @@ def test_http_call_odd_answer_delay_timeout_and_reset():
     assert reset.status == 503 and reset.body == b"callout failed", "a reset is the failure callback: no body"
 
 
+def test_answer_rules_script_callouts_and_the_routed_upstream():
+    from wasmfilter.harness.answers import AnswerRule
+
+    rules = {"scripted": [AnswerRule.model_validate({"match": {"path": "/check"}, "base64": "Ag=="})],
+             "default": [AnswerRule.model_validate({"match": {"path_prefix": "/teapot"}, "status": 418,
+                                                    "json": {"short": True}}),
+                         AnswerRule.model_validate({"match": {"path": "/gone"}, "reset": True})]}
+    host = FilterHost.load(callout_module(), clusters=["default"], answers=rules)
+    teapot = host.http(path="/teapot/1")
+    assert teapot.status == 418 and teapot.body == b'{"short":true}', "the callout's 0x02 let it through"
+    assert teapot.header("content-type") == "application/json"
+    gone = host.http(path="/gone")
+    assert gone.status == 503 and gone.body.startswith(b"upstream connect error"), "Envoy's answer to a reset"
+    host.check_answers_used()
+    unused = FilterHost.load(callout_module(), clusters=["default"], answers=rules)
+    unused.http(path="/teapot")
+    with pytest.raises(EmulatorError, match="scripted answer for cluster 'default' .*/gone.* was never asked for"):
+        unused.check_answers_used()
+
+
 def test_http_call_to_an_unknown_cluster_is_bad_argument():
     host = FilterHost.load(callout_module(), clusters=["default"])
     host.callouts.clusters.discard("scripted")
@@ -211,6 +239,16 @@ def test_grpc_call_answer_and_failure():
     rule.answer.grpc_status = 7  # PERMISSION_DENIED: proxy_on_grpc_close
     assert host.http(path="/x").status == 403
     assert host.callouts.calls[1].token == 3, "gRPC call tokens are odd"
+
+
+def test_shared_queue_notifies_the_registering_root_context():
+    host = FilterHost.load(callout_module(), clusters=["default", "scripted"], vm_id="vm")
+    host.enqueue("vm", "q", b"one")
+    host.enqueue("vm", "q", b"two")
+    assert host.stats()["wasmcustom.queued"] == 2
+    assert not host.queues.by_token[1].items, "each notification dequeued one item"
+    with pytest.raises(EmulatorError, match="no shared queue 'nope' in vm 'vm'"):
+        host.enqueue("vm", "nope", b"x")
 
 
 def test_ticks_fire_on_the_test_clock():
@@ -255,11 +293,26 @@ def test_fail_reload_starts_a_fresh_vm_after_the_backoff(filter_host):
     assert host.workers[0].starts == 2
 
 
+def test_a_trap_in_a_root_callback_fails_the_vm():
+    host = FilterHost.load(callout_module(), clusters=["default", "scripted"])
+    host.inject_trap("on_tick")
+    host.advance(1.0)
+    assert [t.callback for t in host.crashes] == ["proxy_on_tick"]
+    assert host.http(path="/x").status == 503, "FAIL_CLOSED: the failed VM refuses the next stream"
+
+
 def test_a_trap_can_be_injected_into_any_callback(filter_host):
     host = filter_host(REPO / "filters/blank")
     host.inject_trap("on_response_headers")
     with pytest.raises(WasmTrap, match="proxy_on_response_headers trapped: trap injected"):
         host.http(path="/")
+
+
+def test_wasi_functions_behave_like_envoys_stubs():
+    host = FilterHost.load(wat("wasi.wat"))
+    host.http(path="/")
+    assert host.log_messages(LogLevel.INFO) == ["hello from wasi"], "stdout is an info line, newline dropped"
+    assert host.stats() == {"wasmcustom.realtime": 0, "wasmcustom.monotonic": 58, "wasmcustom.read": 52}
 
 
 # --- bad input ----------------------------------------------------------------------------------------------

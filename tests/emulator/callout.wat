@@ -1,6 +1,7 @@
 ;; A hand-written proxy-wasm 0.2.1 filter for the emulator's tests: every request asks cluster `scripted` (GET /check)
 ;; and waits; an answer whose first body byte is even lets the request continue, odd is 403, no body (a reset) is 503.
-;; A tick every second bumps counter `ticks`. HEADERS_LEN is filled in by the test (the pairs at 1100).
+;; A tick every second bumps counter `ticks`; shared queue `q` is registered at configure time, and each
+;; proxy_on_queue_ready dequeues one item and bumps counter `queued`. HEADERS_LEN is filled in by the test.
 (module
   (import "env" "proxy_http_call" (func $http_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_send_local_response" (func $reply (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
@@ -10,6 +11,8 @@
   (import "env" "proxy_set_tick_period_milliseconds" (func $tick_period (param i32) (result i32)))
   (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $incr (param i32 i64) (result i32)))
+  (import "env" "proxy_register_shared_queue" (func $register (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_dequeue_shared_queue" (func $dequeue (param i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 8192))
   (global $waiting (mut i32) (i32.const 0))
@@ -18,6 +21,8 @@
   (data (i32.const 1400) "denied")
   (data (i32.const 1500) "ticks")
   (data (i32.const 1600) "callout failed")
+  (data (i32.const 1700) "queued")
+  (data (i32.const 1800) "q")
   (func (export "malloc") (param $size i32) (result i32) (local $p i32)
     (local.set $p (global.get $heap))
     (global.set $heap (i32.and (i32.add (i32.add (global.get $heap) (local.get $size)) (i32.const 7)) (i32.const -8)))
@@ -29,7 +34,12 @@
   (func (export "proxy_on_configure") (param i32 i32) (result i32)
     (drop (call $tick_period (i32.const 1000)))
     (drop (call $define (i32.const 0) (i32.const 1500) (i32.const 5) (i32.const 2000)))
+    (drop (call $define (i32.const 0) (i32.const 1700) (i32.const 6) (i32.const 2028)))
+    (drop (call $register (i32.const 1800) (i32.const 1) (i32.const 2016)))
     (i32.const 1))
+  (func (export "proxy_on_queue_ready") (param i32) (param $token i32)
+    (if (i32.eqz (call $dequeue (local.get $token) (i32.const 2020) (i32.const 2024)))
+      (then (drop (call $incr (i32.load (i32.const 2028)) (i64.const 1))))))
   (func (export "proxy_on_tick") (param i32)
     (drop (call $incr (i32.load (i32.const 2000)) (i64.const 1))))
   (func (export "proxy_on_request_headers") (param $ctx i32) (param i32 i32) (result i32)

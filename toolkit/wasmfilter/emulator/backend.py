@@ -164,7 +164,8 @@ def emulator_stack(spec: StackSpec) -> Stack:
     with open(wasm_path, "rb") as f:
         module = f.read()
     host = FilterHost(module, plugin, workers=spec.concurrency, routes=routes, clusters=routes.clusters,
-                      log_level=LogLevel.DEBUG, name=wasm_path)
+                      log_level=LogLevel.DEBUG, name=wasm_path,
+                      answers={name: spec.rules_for(name) for name in spec.manifest.upstreams})
     lock = threading.Lock()
     connections = iter(range(1, 1 << 30))
 

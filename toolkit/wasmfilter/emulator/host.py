@@ -27,11 +27,13 @@ from wasmfilter.emulator.logs import LogLine
 from wasmfilter.emulator.memory import GuestMemory
 from wasmfilter.emulator.metrics import Metrics
 from wasmfilter.emulator.queues import Queue, SharedQueues
-from wasmfilter.emulator.routes import RouteTable, downstream_headers, echo, upstream_request
+from wasmfilter.emulator.routes import RouteTable, downstream_headers, upstream_request
+from wasmfilter.emulator.scripted import ScriptedUpstreams
 from wasmfilter.emulator.shared_data import SharedData
 from wasmfilter.emulator.stream import Request, Response, Stream, Upstream
 from wasmfilter.emulator.worker import Worker
 from wasmfilter.errors import EmulatorError, UsageError, WasmTrap
+from wasmfilter.harness.answers import AnswerRule
 
 FAILURE_POLICIES = ("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
 ForeignFunction = Callable[["FilterHost", bytes], tuple[Result, bytes]]
@@ -65,7 +67,8 @@ class FilterHost:
     def __init__(self, module_bytes: bytes, plugin: Plugin, *, workers: int = 1, clusters: Iterable[str] = (),
                  routes: RouteTable | None = None, upstream: Upstream | None = None, log_level: LogLevel =
                  LogLevel.TRACE, limits: vm_mod.Limits | None = None, cache: bool = True,
-                 clock: TestClock | None = None, name: str = "module"):
+                 clock: TestClock | None = None, name: str = "module",
+                 answers: dict[str, list[AnswerRule]] | None = None):
         if plugin.failure_policy not in FAILURE_POLICIES:
             raise UsageError(f"unknown failure policy '{plugin.failure_policy}'",
                              fix="use one of: " + ", ".join(FAILURE_POLICIES))
@@ -76,12 +79,15 @@ class FilterHost:
         self.log_level = log_level
         cluster_list = list(clusters) or ["default"]
         self.routes = routes or RouteTable.default(cluster_list)
-        self.upstream: Upstream = upstream or echo
+        # The scenario's answer rules per cluster (harness/answers.py): the routed upstream's and callouts' answers.
+        self.scripted = ScriptedUpstreams(answers or {})
+        self.upstream: Upstream = upstream or self.scripted.upstream
         self.logs: list[LogLine] = []
         self.metrics = Metrics()
         self.shared = SharedData()
         self.queues = SharedQueues()
-        self.callouts = Callouts(sorted(set(cluster_list) | set(self.routes.clusters)))
+        self.callouts = Callouts(sorted(set(cluster_list) | set(self.routes.clusters) | set(self.scripted.rules)))
+        self.callouts.script = self.scripted.callout
         self.foreign: dict[str, ForeignFunction] = {"clear_route_cache": clear_route_cache}
         self.root_traps: list[WasmTrap] = []
         self.not_emulated: list[str] = []  # imports linked to a stub that fails when called (linker.py)
@@ -102,9 +108,12 @@ class FilterHost:
              reload_backoff_s: float = 1.0, environment: dict[str, str] | None = None, workers: int = 1,
              clusters: Iterable[str] = (), routes: RouteTable | None = None, upstream: Upstream | None = None,
              log_level: LogLevel = LogLevel.TRACE, fuel: int = vm_mod.DEFAULT_FUEL,
-             memory_mb: int = vm_mod.DEFAULT_MEMORY_MB, cache: bool = True, start_ns: int | None = None) -> FilterHost:
+             memory_mb: int = vm_mod.DEFAULT_MEMORY_MB, cache: bool = True, start_ns: int | None = None,
+             answers: dict[str, list[AnswerRule]] | None = None) -> FilterHost:
         """Compile WASM (a path or the bytes), start WORKERS VMs and configure the plugin with CONFIG (a dict is
-        sent as JSON, as the harness does). Raises EmulatorError when Envoy would refuse it, naming why."""
+        sent as JSON, as the harness does). ANSWERS: answer rules per cluster (harness/answers.py, as in filter.yaml
+        and scenario files) for the routed upstream and for http_call/grpc_call. Raises EmulatorError when Envoy
+        would refuse the plugin, naming why."""
         if isinstance(wasm, bytes):
             data, label = wasm, "module"
         else:
@@ -117,7 +126,7 @@ class FilterHost:
                         reload_backoff_s=reload_backoff_s, environment=dict(environment or {}))
         return cls(data, plugin, workers=workers, clusters=clusters, routes=routes, upstream=upstream,
                    log_level=log_level, limits=vm_mod.Limits(fuel=fuel, memory_mb=memory_mb), cache=cache,
-                   clock=TestClock(start_ns), name=label)
+                   clock=TestClock(start_ns), name=label, answers=answers)
 
     # --- what host functions use ------------------------------------------------------------------------------
 
@@ -238,11 +247,12 @@ class FilterHost:
         self.callouts.add(rule)
         return rule
 
-    def check_answers_used(self) -> None:
-        """A scripted answer no call asked for is a test mistake (or a filter that never called): one line."""
-        unused = self.callouts.unused()
+    def check_answers_used(self, *, rules: bool = True) -> None:
+        """A scripted answer no call asked for is a test mistake (or a filter that never called): one line.
+        RULES: check the `answers=` rules too, not only `host.answer()`'s."""
+        unused = [rule.describe() for rule in self.callouts.unused()] + (self.scripted.unused() if rules else [])
         if unused:
-            raise EmulatorError(f"scripted answer for {unused[0].describe()} was never asked for: the filter made "
+            raise EmulatorError(f"scripted answer for {unused[0]} was never asked for: the filter made "
                                 f"no matching http_call/grpc_call ({len(self.callouts.calls)} call(s) made)",
                                 fix="remove the answer, or fix its cluster/method/path")
 

@@ -3,8 +3,8 @@
 timestamps and durations as int64 nanoseconds, maps (headers) in the pairs format, `node` as its protobuf bytes.
 A path is its segments joined by NUL. `set_property(name, v)` is filter state that `get_property(name)` reads back.
 
-The documented set (docs/emulator.md): request.{path,url_path,host,scheme,method,headers,referer,useragent,time,id,
-protocol,query}, response.{code,code_details,flags,headers,trailers,size}, source.{address,port},
+The documented set (docs/emulator.md): request.{path,url_path,host,scheme,method,headers[.<name>],referer,useragent,
+time,id,protocol,query}, response.{code,code_details,flags,headers[.<name>],trailers,size}, source.{address,port},
 destination.{address,port}, connection.{id,mtls}, upstream.{address,port}, node, node.id, node.cluster, plugin_name,
 plugin_root_id, plugin_vm_id, cluster_name, route_name, listener_direction."""
 
@@ -75,6 +75,10 @@ def lookup(host: FilterHost, ctx: Context, path: list[str]) -> bytes | None:
     tree = stream.property_tree()
     value: Any = tree.get(top)
     for part in rest:
+        if isinstance(value, list):  # a header map: one header, repeated values joined with "," (HeadersWrapper)
+            values = [v for k, v in value if k == part.lower()]
+            value = ",".join(values) if values else None
+            continue
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]

@@ -125,7 +125,8 @@ def run_scenarios(path: str | Path | None = None, *, files: list[Path] | None = 
     manifest, sfiles, features = load_files(path, files)
     binary: EnvoyBinary = resolve(envoy_version or manifest.envoy_version)
     builds = BuildCache(manifest, progress, debug_info=debug_info)
-    out = TestReport(envoy=binary.describe(), backend=backend)
+    out = TestReport(envoy=binary.describe() if backend != "emulator" else "no Envoy: the proxy-wasm emulator",
+                     backend=backend)
     started = time.perf_counter()
     for sfile, wanted in zip(sfiles, features):
         out.results += run_file_on(manifest, sfile, builds.get(wanted).wasm, backend=backend, binary=binary,
@@ -138,6 +139,9 @@ def run_pushing_file(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Pat
                      binary: EnvoyBinary, backend: str = "process", options: BackendOptions | None = None,
                      report: Reporter | None = None) -> list[CaseResult]:
     """A file with push steps: its filter delivered over ECDS (harness/ecds.py) to one Envoy for the whole file."""
+    if backend == "emulator":
+        raise ScenarioError(f"needs Envoy: '{sfile.path.name}' has push steps, which deliver the filter over ECDS",
+                            fix="run this file with --backend process or docker")
     from wasmfilter.harness.ecds import EcdsStack
     from wasmfilter.harness.pushes import Pusher
 
