@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,12 @@ def _rust_upstream(binary: Path, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("side", ["python", "rust"])
-def test_both_echo_upstreams_answer_the_table_alike(side, rust_echo):
+def test_both_echo_upstreams_answer_the_table_alike(side, request):
     if side == "python":
         ports = _python_upstream()
         port = next(ports)
     else:
-        proc = _rust_upstream(rust_echo, "--rules-json", wire_rules(RULES))
+        proc = _rust_upstream(request.getfixturevalue("rust_echo"), "--rules-json", wire_rules(RULES))
         assert proc.stdout is not None
         line = proc.stdout.readline()  # printed once the socket listens
         port = int(line.rsplit(":", 1)[1])
@@ -128,7 +129,7 @@ def test_invalid_rules_file_is_one_line_naming_the_field_on_both_sides(tmp_path,
     with pytest.raises(ScenarioError) as e:
         answers.read_wire_file(file)
     assert "field '0.status'" in str(e.value) and "\n" not in str(e.value)
-    py = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "wasmfilter.harness.upstream", "--port", "0",
+    py = subprocess.run([sys.executable, "-m", "wasmfilter.harness.upstream", "--port", "0",
                          "--rules", str(file)], capture_output=True, text=True, timeout=60)
     rs = subprocess.run([str(rust_echo), "--port", "0", "--rules", str(file)], capture_output=True, text=True,
                         timeout=60)
