@@ -1,13 +1,17 @@
 //! The verified-token cache, one per Envoy worker (each worker runs its own VM, so no locking and no shared data):
-//! a token whose signature and claims passed is remembered by its SHA-256 with what it grants (identity and claim
-//! headers), so the next request with the same token skips the signature check — the 0.7–1 ms of RS256/ES256 in V8,
-//! or the host call. Bounded (`jwt_cache.max_entries`, the oldest entry makes room, O(log n)), never used past the
+//! a token whose signature and claims passed is remembered with what it grants (identity and claim headers), so the
+//! next request with the same token skips the signature check — the 0.7–1 ms of RS256/ES256 in V8, or the host
+//! call. Keyed by a 64-bit SipHash of the token (a few times cheaper per byte than SHA-256 in V8); an
+//! entry keeps the token itself and a hit needs the exact bytes (constant-time compare), so a hash collision can
+//! only cost a miss, never hand one caller another's grant. Bounded (`jwt_cache.max_entries`; memory at most
+//! max_entries × jwt.max_token_bytes plus the grants; the oldest entry makes room, O(log n)), never used past the
 //! token's `exp` (no clock skew on a hit), and emptied when the key set changes.
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::{DefaultHasher, Hasher};
 
-use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-pub type CacheKey = [u8; 32];
+pub type CacheKey = u64;
 
 /// What a cached token grants: the identity and the claim headers to set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +21,7 @@ pub struct Grant {
 }
 
 struct Entry {
+    token: Box<[u8]>,
     exp: u64,
     grant: Grant,
 }
@@ -28,9 +33,12 @@ pub struct TokenCache {
     order: VecDeque<CacheKey>,
 }
 
-/// The cache key of a token: its SHA-256 (a collision would hand one caller another's grant).
+/// The cache key of a token: SipHash-1-3 of its bytes (fixed keys: the map is per worker and a collision is only a
+/// miss, see the module docs).
 pub fn key(token: &str) -> CacheKey {
-    Sha256::digest(token.as_bytes()).into()
+    let mut hasher = DefaultHasher::new();
+    hasher.write(token.as_bytes());
+    hasher.finish()
 }
 
 impl TokenCache {
@@ -50,9 +58,12 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
-    /// The grant of a cached token still valid at `now` (seconds); an expired entry is dropped.
-    pub fn get(&mut self, key: &CacheKey, now: u64) -> Option<Grant> {
+    /// The grant of a cached `token` (hashed to `key`) still valid at `now` (seconds); an expired entry is dropped.
+    pub fn get(&mut self, key: &CacheKey, token: &str, now: u64) -> Option<Grant> {
         let entry = self.entries.get(key)?;
+        if !bool::from(entry.token.as_ref().ct_eq(token.as_bytes())) {
+            return None;
+        }
         if now > entry.exp {
             self.entries.remove(key);
             return None;
@@ -61,7 +72,7 @@ impl TokenCache {
     }
 
     /// Remembers a verified token until `exp`. At capacity the oldest insertion makes room.
-    pub fn insert(&mut self, key: CacheKey, exp: u64, grant: Grant, now: u64) {
+    pub fn insert(&mut self, key: CacheKey, token: &str, exp: u64, grant: Grant, now: u64) {
         if !self.enabled() || now > exp {
             return;
         }
@@ -70,7 +81,7 @@ impl TokenCache {
             self.entries.remove(&old);
         }
         self.order.push_back(key);
-        self.entries.insert(key, Entry { exp, grant });
+        self.entries.insert(key, Entry { token: token.as_bytes().into(), exp, grant });
     }
 
     /// Forgets everything (the key set changed: a token verified by a removed key must be checked again).
@@ -92,11 +103,11 @@ mod tests {
     fn hit_until_exp_then_miss() {
         let mut c = TokenCache::new(4);
         let k = key("a.b.c");
-        c.insert(k, 100, grant("alice"), 50);
-        assert_eq!(c.get(&k, 100), Some(grant("alice")));
-        assert_eq!(c.get(&k, 101), None, "never past exp");
+        c.insert(k, "a.b.c", 100, grant("alice"), 50);
+        assert_eq!(c.get(&k, "a.b.c", 100), Some(grant("alice")));
+        assert_eq!(c.get(&k, "a.b.c", 101), None, "never past exp");
         assert!(c.is_empty(), "the expired entry is dropped");
-        c.insert(k, 100, grant("alice"), 101);
+        c.insert(k, "a.b.c", 100, grant("alice"), 101);
         assert!(c.is_empty(), "an already expired token is not cached");
     }
 
@@ -104,23 +115,26 @@ mod tests {
     fn distinct_tokens_have_distinct_keys() {
         assert_ne!(key("a.b.c"), key("a.b.d"));
         let mut c = TokenCache::new(4);
-        c.insert(key("a.b.c"), 100, grant("alice"), 0);
-        assert_eq!(c.get(&key("a.b.d"), 0), None);
+        c.insert(key("a.b.c"), "a.b.c", 100, grant("alice"), 0);
+        assert_eq!(c.get(&key("a.b.d"), "a.b.d", 0), None);
+        // Even under the same key (a collision), another token gets nothing.
+        assert_eq!(c.get(&key("a.b.c"), "a.b.d", 0), None);
     }
 
     #[test]
     fn bounded_oldest_goes_first() {
         let mut c = TokenCache::new(3);
         for i in 0..1000u64 {
-            c.insert(key(&format!("token-{i}")), 10_000, grant("x"), 0);
+            let t = format!("token-{i}");
+            c.insert(key(&t), &t, 10_000, grant("x"), 0);
             assert!(c.len() <= 3 && c.order.len() <= 3);
         }
-        assert!(c.get(&key("token-999"), 0).is_some() && c.get(&key("token-996"), 0).is_none());
+        assert!(c.get(&key("token-999"), "token-999", 0).is_some() && c.get(&key("token-996"), "token-996", 0).is_none());
         // Re-inserting after an expiry drop stays bounded too.
         let k = key("again");
         for now in 0..100 {
-            c.insert(k, now, grant("y"), now);
-            assert_eq!(c.get(&k, now + 1), None);
+            c.insert(k, "again", now, grant("y"), now);
+            assert_eq!(c.get(&k, "again", now + 1), None);
         }
         assert!(c.len() <= 3 && c.order.len() <= 3);
     }
@@ -128,11 +142,11 @@ mod tests {
     #[test]
     fn off_and_clear() {
         let mut off = TokenCache::new(0);
-        off.insert(key("t"), 100, grant("a"), 0);
+        off.insert(key("t"), "t", 100, grant("a"), 0);
         assert!(off.is_empty() && !off.enabled());
         let mut c = TokenCache::new(2);
-        c.insert(key("t"), 100, grant("a"), 0);
+        c.insert(key("t"), "t", 100, grant("a"), 0);
         c.clear();
-        assert_eq!(c.get(&key("t"), 0), None);
+        assert_eq!(c.get(&key("t"), "t", 0), None);
     }
 }

@@ -246,7 +246,7 @@ impl Policy {
         // A token verified before (same bytes, same key set, not past its exp) grants the same again.
         let cached = self.cache.borrow().enabled() && token.len() <= jwt_config.max_token_bytes;
         let key = cached.then(|| jwt_cache::key(token));
-        if let Some(Grant { identity, headers }) = key.and_then(|k| self.cache.borrow_mut().get(&k, now)) {
+        if let Some(Grant { identity, headers }) = key.and_then(|k| self.cache.borrow_mut().get(&k, token, now)) {
             return Found::Valid { identity, headers };
         }
         let claims = match validator.verify(token, now) {
@@ -263,7 +263,7 @@ impl Policy {
             .collect();
         if let (Some(k), Some(exp)) = (key, jwt::expiry(&claims)) {
             let grant = Grant { identity: identity.clone(), headers: headers.clone() };
-            self.cache.borrow_mut().insert(k, exp, grant, now);
+            self.cache.borrow_mut().insert(k, token, exp, grant, now);
         }
         Found::Valid { identity, headers }
     }
