@@ -46,6 +46,12 @@ def test_header_map_follows_envoy():
     m.remove("X-A")
     assert "x-a" not in m
     assert m.byte_size() == len(":path/")
+    from wasmfilter.emulator.headers import REQUEST_INLINE
+
+    inline = HeaderMap([("user-agent", "a"), ("User-Agent", "b"), ("x-api-key", "1"), ("x-api-key", "2")],
+                       REQUEST_INLINE)
+    assert inline.pairs() == [("user-agent", "a,b"), ("x-api-key", "1"), ("x-api-key", "2")], \
+        "Envoy coalesces an inline header, keeps other repeats apart"
 
 
 def test_pairs_round_trip_in_cpp_host_format():

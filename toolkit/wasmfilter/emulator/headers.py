@@ -1,7 +1,8 @@
 """Header maps with Envoy's semantics (Http::HeaderMapImpl as the Wasm context uses it): names lower-cased,
-pseudo-headers kept before the others, `get` answers the first value only (Envoy's documented ABI gap), `replace`
-(setCopy) rewrites the first entry and keeps later ones, `remove` drops every entry, `set pairs` removes all then
-adds; and the `env.proxy_*_header_map_*` host functions over the maps of the current context."""
+pseudo-headers kept before the others, inline headers (user-agent, x-forwarded-for, content-type, …) coalesced with
+",", `get` answers the first value only (Envoy's documented ABI gap), `replace` (setCopy) rewrites the first entry and
+keeps later ones, `remove` drops every entry, `set pairs` removes all then adds; and the
+`env.proxy_*_header_map_*` host functions over the maps of the current context."""
 
 from __future__ import annotations
 
@@ -15,14 +16,38 @@ if TYPE_CHECKING:  # pragma: no cover
     from wasmfilter.emulator.host import FilterHost
 
 
+# Envoy's inline headers (envoy/http/header_map.h, INLINE_REQ_* / INLINE_RESP_*): adding one that exists appends
+# ",value" to it instead of a second entry — for the codec reading a client's repeated header and for a filter alike.
+_BOTH = ("connection", "content-type", "x-envoy-decorator-operation", "keep-alive", "proxy-connection", "proxy-status",
+         "x-request-id", "transfer-encoding", "upgrade", "via", "content-length")
+REQUEST_INLINE = frozenset(_BOTH + (
+    "x-client-trace-id", "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node",
+    "x-envoy-external-address", "x-envoy-force-trace", "x-envoy-hedge-on-per-try-timeout", "x-envoy-internal",
+    "x-envoy-ip-tags", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names", "x-envoy-original-path", "x-envoy-original-url",
+    "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-alt-response", "expect", "x-forwarded-client-cert",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "grpc-timeout", ":authority", ":method", ":path",
+    ":protocol", ":scheme", "te", "user-agent", "x-envoy-attempt-count"))
+RESPONSE_INLINE = frozenset(_BOTH + (
+    "date", "x-envoy-degraded", "x-envoy-immediate-health-check-fail", "x-envoy-ratelimited", "x-envoy-upstream-canary",
+    "x-envoy-upstream-healthchecked-cluster", "location", "server", "x-envoy-upstream-service-time", ":status",
+    "grpc-status", "grpc-message"))
+
+
 class HeaderMap:
-    def __init__(self, pairs: Iterable[tuple[str, str]] = ()):
+    def __init__(self, pairs: Iterable[tuple[str, str]] = (), inline: frozenset[str] = frozenset()):
         self.entries: list[tuple[str, str]] = []
+        self.inline = inline
         for k, v in pairs:
             self.add(k, v)
 
     def add(self, name: str, value: str) -> None:
         key = name.lower()
+        if key in self.inline:
+            for i, (k, old) in enumerate(self.entries):
+                if k == key:
+                    self.entries[i] = (key, f"{old},{value}" if old else value)
+                    return
         if key.startswith(":"):
             at = sum(1 for k, _ in self.entries if k.startswith(":"))
             self.entries.insert(at, (key, value))

@@ -110,17 +110,14 @@ def downstream_headers(method: str, path: str, pairs: list[tuple[str, str]], bod
                        request_id: str) -> list[tuple[str, str]]:
     """The request headers as Envoy's connection manager hands them to the first filter (HTTP/1.1 in, use_remote_
     address on): Host becomes :authority, pseudo-headers first, then the client's in order, then
-    x-forwarded-for / x-forwarded-proto / x-request-id."""
+    x-forwarded-for (appended: the header map joins it to a client's with ",") / x-forwarded-proto / x-request-id."""
     lowered = [(k.lower(), v) for k, v in pairs]
     authority = next((v for k, v in lowered if k == "host"), "localhost")
     out = [(":authority", authority), (":path", path), (":method", method), (":scheme", "http")]
     out += [(k, v) for k, v in lowered if k not in ("host", "connection", "x-forwarded-proto", "x-request-id")]
     if (body or method in ("POST", "PUT", "PATCH")) and not any(k == "content-length" for k, _ in out):
         out.append(("content-length", str(len(body))))
-    xff = [v for k, v in out if k == "x-forwarded-for"]
-    out = [(k, v) for k, v in out if k != "x-forwarded-for"]
-    out.append(("x-forwarded-for", ", ".join([*xff, client_ip])))
-    out += [("x-forwarded-proto", "http"), ("x-request-id", request_id)]
+    out += [("x-forwarded-for", client_ip), ("x-forwarded-proto", "http"), ("x-request-id", request_id)]
     return out
 
 

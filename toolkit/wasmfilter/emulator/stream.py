@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from wasmfilter.emulator.buffers import Buffer
 from wasmfilter.emulator.codes import Action, StreamType
-from wasmfilter.emulator.headers import HeaderMap
+from wasmfilter.emulator.headers import REQUEST_INLINE, RESPONSE_INLINE, HeaderMap
 from wasmfilter.emulator.properties import int64
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -188,7 +188,7 @@ class Stream:
         return True
 
     def _headers(self, end_of_stream: bool) -> None:
-        self.request_headers = HeaderMap(self.worker.host.downstream_headers(self.request))
+        self.request_headers = HeaderMap(self.worker.host.downstream_headers(self.request), REQUEST_INLINE)
         if self.filter_skipped:
             return
         self.worker.create_http_context(self)
@@ -216,7 +216,7 @@ class Stream:
         assert self.request_headers is not None
         body = self._passed_body + bytes(self.request_body)
         response = self.worker.host.route(self, self.request_headers, body)
-        self.response_headers = HeaderMap([(":status", str(response.status)), *response.headers])
+        self.response_headers = HeaderMap([(":status", str(response.status)), *response.headers], RESPONSE_INLINE)
         self.response_body = Buffer()
         self._pending_response_body = response.body
         self._steps.append(lambda: self._response_headers(not response.body))
@@ -261,7 +261,7 @@ class Stream:
         self._steps.clear()
         self.waiting = None
         on_request_path = self.response_headers is None
-        self.response_headers = HeaderMap(self.worker.host.local_reply_headers(reply))
+        self.response_headers = HeaderMap(self.worker.host.local_reply_headers(reply), RESPONSE_INLINE)
         self.response_body = Buffer()
         if on_request_path:
             self._pending_response_body = reply.body
