@@ -168,3 +168,16 @@ def test_answers_for_an_unknown_upstream_are_refused(tmp_path):
         load_manifest(tmp_path)
     with pytest.raises(ScenarioError, match="not an upstream cluster"):
         answers.check_clusters({"httpbin": []}, ["default"], "scenario file 's.yaml'")
+
+
+def test_scenario_checks_know_a_scripted_answer_reached_the_upstream_but_report_nothing_it_saw():
+    from wasmfilter.harness.checks import check_response
+    from wasmfilter.harness.client import Response
+    from wasmfilter.harness.scenario import Expect
+
+    resp = Response(418, [(ECHO_HEADER, "default"), ("content-type", "text/plain")], b"short and stout")
+    assert check_response(Expect.model_validate({"upstream": {"reached": True}}), resp) == []
+    assert "expected the request not to reach it" in check_response(
+        Expect.model_validate({"upstream": {"reached": False}}), resp)[0]
+    problems = check_response(Expect.model_validate({"upstream": {"path": "/x", "headers": {"a": "b"}}}), resp)
+    assert [p.split(":")[0] for p in problems] == ["upstream path", "upstream headers"]

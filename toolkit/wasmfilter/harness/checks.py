@@ -13,6 +13,7 @@ from typing import Any
 
 from wasmfilter.harness.client import Client, Response
 from wasmfilter.harness.scenario import Case, Expect, UpstreamExpect
+from wasmfilter.harness.upstream import ECHO_HEADER
 
 
 def check_response(expect: Expect, resp: Response) -> list[str]:
@@ -41,8 +42,22 @@ def check_response(expect: Expect, resp: Response) -> list[str]:
         except json.JSONDecodeError:
             problems.append(f"body: expected JSON, got {_short(text)!r}")
     if expect.upstream is not None:
-        problems += _check_upstream(expect.upstream, resp.echo())
+        echo = resp.echo()
+        scripted = echo is None and resp.header(ECHO_HEADER) is not None
+        problems += _check_scripted(expect.upstream, resp) if scripted else _check_upstream(expect.upstream, echo)
     return problems
+
+
+def _check_scripted(expect: UpstreamExpect, resp: Response) -> list[str]:
+    """The upstream answered with a scripted answer (harness/answers.py): it was reached, but what it saw is not
+    reported, so only `reached` can be checked."""
+    if not expect.reached:
+        return [f"upstream: expected the request not to reach it, but '{resp.header(ECHO_HEADER)}' answered "
+                "(a scripted answer)"]
+    unknown = [attr for attr in ("name", "path", "method", "body") if getattr(expect, attr) is not None]
+    unknown += ["headers"] * bool(expect.headers) + ["headers_absent"] * bool(expect.headers_absent)
+    return [f"upstream {attr}: cannot be checked, a scripted answer answered (it reports nothing of the request)"
+            for attr in unknown]
 
 
 def _check_upstream(expect: UpstreamExpect, echo: dict[str, Any] | None) -> list[str]:
