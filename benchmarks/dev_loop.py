@@ -56,8 +56,8 @@ def edit_to_live(name: str, edits: int) -> dict[str, Any]:
     try:
         session.start()
         for i in range(edits):
-            lib.write_text(f"{source}\n{MARK}\n#[unsafe(no_mangle)]\npub extern \"C\" fn wasmfilter_dev_loop_edit() -> u32 {{\n"
-                           f"    {1000 + i}\n}}\n")
+            lib.write_text(f"{source}\n{MARK}\n#[unsafe(no_mangle)]\n"
+                           f"pub extern \"C\" fn wasmfilter_dev_loop_edit() -> u32 {{\n    {1000 + i}\n}}\n")
             cycle = session.cycle([lib], edited_at=time.time())
             if not cycle.ok:
                 raise SystemExit(f"{name}: edit {i} failed: {cycle.line}\n{cycle.detail}")
@@ -158,18 +158,25 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--pushes", type=int, default=20)
-    parser.add_argument("--filters", default="auth,ratelimit,routing,blank")
+    parser.add_argument("--filters", default="blank,ratelimit,routing,auth")
     args = parser.parse_args()
-    result: dict[str, Any] = {"machine": machine()}
-    names = [n for n in args.filters.split(",") if (FILTERS / n / "filter.yaml").is_file()]
-    result["edit_to_live"] = [edit_to_live(n, args.edits) for n in names]
+    out = REPO / "benchmarks" / "results" / "dev_loop.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"machine": machine(), "edit_to_live": []}
+
+    def save() -> None:  # after each part: a long run cut short still leaves what it measured
+        result["machine"]["load_after"] = os.getloadavg()
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
     result["push_to_ack"] = push_to_ack(args.pushes)
+    save()
     result["swaps"] = swaps()
+    save()
     result["memory"] = [memory(distinct=False), memory(distinct=True)]
-    result["machine"]["load_after"] = os.getloadavg()
-    out = REPO / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "dev_loop.json").write_text(json.dumps(result, indent=2) + "\n")
+    save()
+    for name in [n for n in args.filters.split(",") if (FILTERS / n / "filter.yaml").is_file()]:
+        result["edit_to_live"].append(edit_to_live(name, args.edits))
+        save()
     print(markdown(result))
 
 

@@ -151,3 +151,12 @@ def test_dev_with_a_busy_xds_port_is_one_line(project: Path) -> None:
         port = holder.getsockname()[1]
         result = run_cli("dev", str(project), "--xds-port", str(port), env=ENV)
     assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_dev_watches_the_crate_and_its_path_dependencies() -> None:
+    from wasmfilter.dev import DevSession, watched
+
+    paths = DevSession(REPO / "filters" / "auth").watch_paths()
+    assert (REPO / "filters" / "auth").resolve() in paths and (REPO / "filters" / "common").resolve() in paths
+    assert watched(Path("src/lib.rs")) and watched(Path("filter.yaml")) and watched(Path("Cargo.toml"))
+    assert not watched(Path("target/release/x.rs")) and not watched(Path("README.md"))

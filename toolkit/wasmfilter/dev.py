@@ -6,7 +6,9 @@ plane, Envoy and echo upstreams come from harness/ecds.py; Ctrl-C (KeyboardInter
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wasmfilter.build import toolchain
 from wasmfilter.build.cargo import build
 from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
@@ -44,6 +47,20 @@ def watched(path: Path) -> bool:
     return "target" not in path.parts and (path.suffix == ".rs" or path.name in WATCHED_NAMES)
 
 
+def path_dependencies(crate: Path) -> list[Path]:
+    """Directories of CRATE's path dependencies (cargo metadata); none if cargo cannot say."""
+    tc = toolchain.detect()
+    out = subprocess.run([tc.cargo, "metadata", "--format-version", "1", "--no-deps"], cwd=crate,
+                         env=tc.cargo_env(wasm=False), capture_output=True, text=True)
+    if out.returncode != 0:
+        return []
+    manifest = str((crate / "Cargo.toml").resolve())
+    for package in json.loads(out.stdout).get("packages", []):
+        if package.get("manifest_path") == manifest:
+            return [Path(d["path"]).resolve() for d in package.get("dependencies", []) if d.get("path")]
+    return []
+
+
 class DevSession:
     """The running loop's state: the manifest, the overrides, the live stack. `cycle(changed)` does one round."""
 
@@ -62,6 +79,7 @@ class DevSession:
         self.live: EcdsStack | None = None
         self.cycles: list[Cycle] = []
         self._snapshot: dict[Path, float] = {}
+        self._paths: list[Path] | None = None
 
     def config(self, manifest: Manifest) -> Any:
         return plugin_config(manifest.config, config_file=self.config_file, sets=self.sets)
@@ -105,7 +123,11 @@ class DevSession:
         return found
 
     def watch_paths(self) -> list[Path]:
-        return sorted({self.manifest.crate_dir.resolve(), self.manifest.directory.resolve()})
+        """The crate, filter.yaml's directory and the crate's path dependencies (e.g. filters/common)."""
+        if self._paths is None:
+            self._paths = sorted({self.manifest.crate_dir.resolve(), self.manifest.directory.resolve(),
+                                  *path_dependencies(self.manifest.crate_dir)})
+        return self._paths
 
     def cycle(self, changed: Iterable[Path], edited_at: float | None = None) -> Cycle:
         """One round for the CHANGED files: rebuild + push the module if a source changed, else push the config.

@@ -1,7 +1,8 @@
 """A running stack whose Wasm filter arrives over ECDS (docs/dev.md): the in-process ADS server, echo upstreams and
 an Envoy whose bootstrap has only a `config_discovery` stub for the filter; `push()` hands Envoy a new module
 (content-addressed file) and/or plugin config and waits for the ACK. A NACKed push raises `PushRejected` and leaves
-the last good filter (and this object's idea of it) unchanged."""
+the last good filter (and this object's idea of it) unchanged. On the docker backend the xDS server listens on the
+host's Docker bridge address and the module store is mounted into the Envoy container at the same path."""
 
 from __future__ import annotations
 
