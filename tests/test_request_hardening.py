@@ -59,7 +59,7 @@ def test_scenario_and_run_stacks_are_hardened_on_both_backends(tmp_path):
     up = [Upstream("default", "127.0.0.1", 9)]
     assert hardening(Bootstrap(upstreams=up, hardening=spec.hardening).render()) == SAFE
     assert hardening(container_bootstrap(up, [])) == SAFE
-    assert hardening(container_bootstrap(up, [], RELAXED)) == RELAXED
+    assert hardening(container_bootstrap(up, [], hardening=RELAXED)) == RELAXED
 
 
 def test_compose_configs_are_hardened():
