@@ -5,11 +5,9 @@ upstream (the path it reported, or Envoy's status); `test_envoy_still_agrees` me
 
 from __future__ import annotations
 
-import json
-import socket
-
 import pytest
 
+from tests.test_request_hardening import _raw as raw_request
 from wasmfilter.emulator.hcm import apply, canonical_path, merge_slashes
 from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream
 from wasmfilter.envoy.hardening import SAFE, RequestHardening
@@ -131,14 +129,9 @@ def test_canonical_path_and_merge_slashes_alone():
 
 
 def _raw(port: int, target: str, headers: bytes = b"") -> str | int:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET " + target.encode() + b" HTTP/1.1\r\nhost: x\r\n" + headers + b"connection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return str(json.loads(body)["path"]) if status == 200 else status
+    """The path the echo upstream reported behind a real Envoy, or Envoy's status."""
+    status, echo = raw_request(port, target, headers)
+    return str(echo["path"]) if echo is not None else status
 
 
 @pytest.mark.parametrize("variant", ["safe", "redir", "off"])
