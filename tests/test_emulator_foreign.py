@@ -1,9 +1,11 @@
 """The emulator's `verify_signature` foreign function (emulator/foreign.py) answers as Envoy 1.40's does: the status,
 the serialised VerifySignatureResult and its error strings for a good signature, a bad one, a bad key, an unknown
-hash and arguments that do not parse. The P-256 vector is the auth filter's on_configure self-test, which the
-process and docker backends run against a real Envoy in every auth scenario file."""
+hash and arguments that do not parse. The P-256 vector is the auth filter's on_configure self-test; the last test
+sends every case to a real Envoy and to the emulator through tests/emulator/verify.wat and compares the answers."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -107,3 +109,64 @@ def test_unknown_fields_are_skipped_and_the_last_value_wins():
     assert encode_result(False, "") == b"" and encode_result(True, "") == b"\x08\x01"
     assert encode_result(False, "x" * 200)[:3] == b"\x12\xc8\x01"
 
+
+
+# --- the same arguments through a real Envoy and through the emulator (tests/emulator/verify.wat) ------------------
+
+_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_RSA_KEY = spki(_RSA.public_key())
+_RSA_SIG = _RSA.sign(b"hello", padding.PKCS1v15(), hashes.SHA256())
+_RSA_PEM = _RSA.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+CASES = {
+    "good p256": args(P256, DER_SIG), "flipped bit": args(P256, DER_SIG[:-1] + bytes([DER_SIG[-1] ^ 1])),
+    "r||s": args(P256, SIG), "other text": args(P256, DER_SIG, TEXT + b"!"),
+    "md5": args(P256, DER_SIG, hash_function=b"md5"), "SHA256 upper": args(P256, DER_SIG, hash_function=b"SHA256"),
+    "empty hash": args(b"garbage", DER_SIG, hash_function=b""), "garbage key": args(b"garbage", DER_SIG),
+    "cut key": args(P256[:-1], DER_SIG), "trailing bytes": args(P256 + b"trailing", DER_SIG),
+    "ed25519": args(spki(ed25519.Ed25519PrivateKey.generate().public_key()), DER_SIG),
+    "secp256k1": args(spki(ec.generate_private_key(ec.SECP256K1()).public_key()), DER_SIG),
+    "rsa good": args(_RSA_KEY, _RSA_SIG, b"hello"), "rsa sha384": args(_RSA_KEY, _RSA_SIG, b"hello", b"sha384"),
+    "rsa leading zero": args(_RSA_KEY, b"\x00" + _RSA_SIG, b"hello"),
+    "rsa pem": args(b"", _RSA_SIG, b"hello", pem=_RSA_PEM), "both keys": args(_RSA_KEY, _RSA_SIG, pem=_RSA_PEM),
+    "no key": args(b"", DER_SIG), "truncated": b"\xff", "not utf-8": field(1, b"\xff\xfe"),
+    "unknown fields, last wins": b"\x30\x07" + field(9, b"x") + field(1, b"md5") + args(P256, DER_SIG),
+}
+
+
+def _post(port: int, body: bytes) -> tuple[int, bytes]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: " + str(len(body)).encode() +
+                     b"\r\nconnection: close\r\n\r\n" + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), rest
+
+
+def test_envoy_and_the_emulator_give_the_same_answers(tmp_path):
+    """Status (200 + WasmResult) and VerifySignatureResult bytes, case by case, from Envoy 1.40 and the emulator."""
+    import wasmtime
+
+    from wasmfilter.emulator.host import FilterHost
+    from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
+    from wasmfilter.envoy.process import EnvoyProcess
+    from wasmfilter.harness.upstream import EchoUpstream
+
+    wasm = tmp_path / "verify.wasm"
+    wasm.write_bytes(bytes(wasmtime.wat2wasm((Path(__file__).parent / "emulator" / "verify.wat").read_text())))
+    host = FilterHost.load(wasm)
+    emulated = {}
+    for name, body in CASES.items():
+        stream = host.http(method="POST", path="/", body=body)
+        emulated[name] = (stream.status, stream.body)
+    with EchoUpstream("default") as echo:
+        text = Bootstrap(upstreams=[Upstream("default", echo.host, echo.port)],
+                         http_filters=[WasmFilter("verify", str(wasm), "").fragment()]).render()
+        with EnvoyProcess(text) as envoy:
+            assert envoy.listener_port is not None
+            real = {name: _post(envoy.listener_port, body) for name, body in CASES.items()}
+    assert emulated == real
+    assert real["good p256"] == (200, b"\x08\x01") and real["truncated"] == (202, b"")
