@@ -4,8 +4,8 @@ bootstrap's request hardening (envoy/hardening.py, docs/security.md): headers wi
 that removes the client's cluster header, and `ConnectionManagerUtility::maybeNormalizePath` — a `#` is a 400, escaped
 slashes (`%2F`, `%5C`, either case, before the query) per `path_with_escaped_slashes_action` (400, 307 to the
 unescaped path, or unescaped and forwarded), `normalize_path` (Chromium's path canonicaliser as Envoy 1.40 runs it:
-dot segments, `%2e`, raw `.`/`..` before `;`, `\\` as `/`, unreserved escapes decoded, `%00` a 400, `"<>{}|^\\``
-escaped), then `merge_slashes` (path_utility.cc). Each rule was measured against Envoy 1.40
+dot segments, `%2e`, raw `.`/`..` before `;`, `\\` as `/`, unreserved escapes decoded, `%00` a 400, raw
+"<>{}|^` percent-encoded), then `merge_slashes` (path_utility.cc). Each rule was measured against Envoy 1.40
 (tests/test_emulator_hcm.py holds the table)."""
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ def normalize_path(path: str, hardening: RequestHardening, grpc: bool = False) -
 
 def apply(hardening: RequestHardening, cluster_header: str, path: str, headers: list[tuple[str, str]]) -> Outcome:
     """The request after the codec and the connection manager, or their answer."""
-    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in path):
-        status, reply, body = _codec_error()  # the HTTP/1 codec refuses a raw control or non-ASCII byte
+    if not path.startswith("/") or any(ord(c) < 0x21 or ord(c) > 0x7E for c in path):
+        status, reply, body = _codec_error()  # the HTTP/1 codec: a raw control or non-ASCII byte, no leading `/`
         return Outcome(path, headers, status, reply, body)
     if hardening.headers_with_underscores_action != "ALLOW" and any("_" in name for name, _ in headers):
         if hardening.headers_with_underscores_action == "REJECT_REQUEST":
