@@ -12,13 +12,15 @@ import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
+from wasmfilter.emulator import hcm
 from wasmfilter.emulator.codes import LogLevel
 from wasmfilter.emulator.host import FilterHost, Plugin
 from wasmfilter.emulator.metrics import PREFIX
 from wasmfilter.emulator.routes import NeedsEnvoy, RouteTable, load_yaml
 from wasmfilter.emulator.stream import Request
 from wasmfilter.envoy.admin import Admin
-from wasmfilter.envoy.bootstrap import Bootstrap, Upstream
+from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream
+from wasmfilter.envoy.hardening import SAFE, RequestHardening, read_back
 from wasmfilter.envoy.protocol import filter_log_lines
 from wasmfilter.harness.checks import CaseClock
 from wasmfilter.harness.client import Client, Response
@@ -120,19 +122,25 @@ class EmulatedEnvoy:
 
 
 class EmulatedClient(Client):
-    """A client connection: its requests run on one worker's VM, one at a time across the host (a lock)."""
+    """A client connection: its requests run on one worker's VM, one at a time across the host (a lock), after
+    the bootstrap's request hardening (hcm.py): a request Envoy answers itself never reaches the filter."""
 
-    def __init__(self, host: FilterHost, lock: threading.Lock, worker: int, port: int):
+    def __init__(self, host: FilterHost, lock: threading.Lock, worker: int, port: int,
+                 hardening: RequestHardening = SAFE):
         super().__init__("emulator://emulator:0")
         self.filter_host = host
         self.lock = lock
         self.worker = worker
         self.address = f"127.0.0.1:{port}"
+        self.hardening = hardening
 
     def send(self, request: ScenarioRequest) -> Response:
         body = request.body.encode()
+        seen = hcm.apply(self.hardening, CLUSTER_HEADER, request.path, request.header_pairs())
+        if seen.reply_status is not None:
+            return Response(seen.reply_status, list(seen.reply_headers), seen.reply_body)
         with self.lock:
-            stream = self.filter_host.http(Request(request.method, request.path, request.header_pairs(), body,
+            stream = self.filter_host.http(Request(request.method, seen.path, seen.headers, body,
                                             client_address=self.address), worker=self.worker, raise_on_trap=False)
             if stream.paused:  # waiting on a callout answer or a tick: let the test clock run to it
                 for _ in range(1000):
@@ -156,9 +164,10 @@ def emulator_stack(spec: StackSpec) -> Stack:
 
     started = time.perf_counter()
     upstreams = [Upstream(name, "127.0.0.1", 9) for name in spec.manifest.upstreams]
-    text = Bootstrap(upstreams=upstreams,
-                     http_filters=[*spec.extra_http_filters, spec.wasm_filter().fragment()]).render()
+    text = Bootstrap(upstreams=upstreams, http_filters=[*spec.extra_http_filters, spec.wasm_filter().fragment()],
+                     hardening=spec.hardening).render()
     doc = load_yaml(text)
+    hardening = read_back(doc, CLUSTER_HEADER)  # what the rendered HCM does, as Envoy would read it
     plugin, wasm_path = plugin_from_bootstrap(doc)
     routes = RouteTable.from_bootstrap(doc)
     with open(wasm_path, "rb") as f:
@@ -171,7 +180,7 @@ def emulator_stack(spec: StackSpec) -> Stack:
 
     def connect() -> Client:
         n = next(connections)
-        return EmulatedClient(host, lock, (n - 1) % len(host.workers), 40000 + n % 20000)
+        return EmulatedClient(host, lock, (n - 1) % len(host.workers), 40000 + n % 20000, hardening)
 
     def sleep(seconds: float) -> None:
         with lock:

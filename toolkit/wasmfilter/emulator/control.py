@@ -1,7 +1,8 @@
 """Host functions that steer a stream or the host: `send_local_response` (Envoy sends it once the callback returns
 and stops the iteration), `continue_stream` / `close_stream`, `set_effective_context`, `done`, `get_status`,
-foreign functions (`clear_route_cache`; the others Envoy 1.40 has are named in the error), and the ABI 0.1.0
-spellings (`continue_request`, `continue_response`, `clear_route_cache`, `get_configuration`)."""
+foreign functions (`clear_route_cache` here, `verify_signature` in foreign.py; the others Envoy 1.40 has are named
+in the error), and the ABI 0.1.0 spellings (`continue_request`, `continue_response`, `clear_route_cache`,
+`get_configuration`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from wasmfilter.emulator.memory import decode_pairs
 if TYPE_CHECKING:  # pragma: no cover
     from wasmfilter.emulator.host import FilterHost
 
-# Foreign functions present in Envoy 1.40 (docs/emulator.md); only clear_route_cache is emulated.
+# Foreign functions present in Envoy 1.40 (docs/emulator.md); clear_route_cache and verify_signature are emulated.
 ENVOY_FOREIGN_FUNCTIONS = ("clear_route_cache", "declare_property", "set_envoy_filter_state", "verify_signature")
 
 

@@ -22,6 +22,7 @@ from wasmfilter.emulator.clock import TestClock
 from wasmfilter.emulator.codes import LogLevel, Result
 from wasmfilter.emulator.context import Context
 from wasmfilter.emulator.control import LocalReply, clear_route_cache
+from wasmfilter.emulator.foreign import verify_signature
 from wasmfilter.emulator.http_call import Answer, Callouts, Rule
 from wasmfilter.emulator.logs import LogLine
 from wasmfilter.emulator.memory import GuestMemory
@@ -88,7 +89,8 @@ class FilterHost:
         self.queues = SharedQueues()
         self.callouts = Callouts(sorted(set(cluster_list) | set(self.routes.clusters) | set(self.scripted.rules)))
         self.callouts.script = self.scripted.callout
-        self.foreign: dict[str, ForeignFunction] = {"clear_route_cache": clear_route_cache}
+        self.foreign: dict[str, ForeignFunction] = {"clear_route_cache": clear_route_cache,
+                                                    "verify_signature": verify_signature}
         self.root_traps: list[WasmTrap] = []
         self.not_emulated: list[str] = []  # imports linked to a stub that fails when called (linker.py)
         self.active: Worker | None = None

@@ -135,7 +135,9 @@ def echo(request: UpstreamRequest) -> Response:
     if request.path.startswith("/status/"):
         code = request.path.split("/")[2].split("?")[0]
         status = int(code) if code.isdigit() and 200 <= int(code) <= 599 else 400
-    payload = json.dumps({"upstream": request.cluster, "method": request.method, "path": request.path,
+    # Python's http.server (the echo upstream) turns a leading `//…` into `/` before the handler sees it (gh-87389)
+    path = "/" + request.path.lstrip("/") if request.path.startswith("//") else request.path
+    payload = json.dumps({"upstream": request.cluster, "method": request.method, "path": path,
                           "headers": [[k, v] for k, v in request.headers],
                           "body": request.body.decode("utf-8", "replace")}).encode()
     body = b"" if request.method == "HEAD" else payload
