@@ -6,6 +6,8 @@ import pytest
 import yaml
 
 from tests.conftest import FILTERS
+from wasmfilter.envoy.bootstrap import CLUSTER_HEADER
+from wasmfilter.envoy.hardening import SAFE, read_back
 from wasmfilter.envoy.standalone import bootstrap_for
 from wasmfilter.envoy.validate import validate_text
 from wasmfilter.harness.pytest_plugin import cached_build
@@ -21,4 +23,5 @@ def test_generated_bootstrap_validates(name, pytestconfig):
     listener = config["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 10000}
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert read_back(config, CLUSTER_HEADER) == SAFE  # docs/security.md
     assert "OK" in validate_text(text)

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import AUTH
 from tests.conftest import http_get as _get
 from wasmfilter.envoy import container, engine
+from wasmfilter.envoy.hardening import RequestHardening
 from wasmfilter.harness import docker
 from wasmfilter.harness import stack as harness
 from wasmfilter.harness.stack import StackSpec, start_stack
@@ -64,7 +65,11 @@ def test_stack_runs_the_filter_in_containers_and_leaves_nothing(auth_build):
 
 def test_several_upstreams_each_in_its_own_container(auth_build):
     manifest = load_manifest(AUTH).model_copy(update={"upstreams": ["stable", "canary"]})
-    with start_stack(StackSpec(manifest=manifest, wasm_path=auth_build.wasm), backend="docker") as stack:
+    # The client picks the cluster itself here: only with Envoy's strip of x-wasmfilter-cluster turned off
+    # (docs/security.md; every generated config has it on).
+    open_cluster = RequestHardening(strip_cluster_header=False)
+    with start_stack(StackSpec(manifest=manifest, wasm_path=auth_build.wasm, hardening=open_cluster),
+                     backend="docker") as stack:
         key = {"x-api-key": "bob-secret"}
         _, headers, _ = _get(stack.url + "/", key)
         assert headers["x-wasmfilter-upstream"] == "stable"

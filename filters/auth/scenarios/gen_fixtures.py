@@ -246,6 +246,19 @@ def denied(name, status, reason, path="/orders", headers=None, method="GET", **e
     return case(name, path, headers, method, **expect)
 
 
+def envoy_refused(name, path="/orders", headers=None):
+    """Refused by Envoy's request hardening (docs/security.md) before the filter runs: the filter counts nothing."""
+    return case(name, path, headers, status=400, upstream=NOT_REACHED, stats={STAT + "denied": 0, STAT + "allowed": 0,
+                                                                            STAT + "public": 0})
+
+
+def reaches(name, path, upstream_path, **kw):
+    """An anonymous request Envoy normalises to a public path: the filter decides on, and the upstream gets, the
+    same path."""
+    return case(name, path, status=200, upstream={"path": upstream_path, "headers_absent": ["x-auth-identity"]},
+                stats={STAT + "public": 1, STAT + "denied": 0}, **kw)
+
+
 def token_attack(name, token_name, reason, **kw):
     return denied(name, 403, reason, headers={"authorization": bearer(token_name)},
                   body_not_contains=["alg", "signature", "expired", "kid"], **kw)
@@ -349,21 +362,44 @@ ATTACK_CASES = [
     token_attack("unknown kid", "unknown_kid", "unknown_kid"),
     token_attack("no exp claim", "no_exp", "malformed"),
     token_attack("exp as a string", "exp_string", "malformed"),
-    # encoded path tricks: a public prefix must not open /admin, undecodable paths are refused
+    # encoded path tricks, through the generated Envoy config (normalize_path, merge_slashes, escaped slashes and
+    # underscores refused; docs/security.md): a public prefix must not open /admin, undecodable paths are refused.
+    # path_differentials.yaml and path_forward_canonical.yaml prove the filter alone, with Envoy's hardening off.
     denied("/healthz/../admin is /admin", 401, "missing", path="/healthz/../admin"),
     denied("/healthz/%2e%2e/admin is /admin", 401, "missing", path="/healthz/%2e%2e/admin"),
     denied("/healthz/%2E%2E/admin is /admin", 401, "missing", path="/healthz/%2E%2E/admin"),
-    denied("/healthz%2f..%2fadmin is /admin", 401, "missing", path="/healthz%2f..%2fadmin"),
+    envoy_refused("/healthz%2f..%2fadmin: escaped slash refused by Envoy", path="/healthz%2f..%2fadmin"),
     denied("/healthz/..;/admin is /admin", 401, "missing", path="/healthz/..;/admin"),
-    denied("/healthz/..%5cadmin is /admin", 401, "missing", path="/healthz/..%5cadmin"),
+    envoy_refused("/healthz/..%5cadmin: escaped backslash refused by Envoy", path="/healthz/..%5cadmin"),
+    denied("/healthz\\..\\admin is /admin", 401, "missing", path="/healthz\\..\\admin"),
     denied("//admin is /admin", 403, "forbidden", path="//admin", headers={"x-api-key": "alice-secret"}),
     denied("/./admin is /admin", 403, "forbidden", path="/./admin", headers={"x-api-key": "alice-secret"}),
     denied("/%61dmin is /admin", 403, "forbidden", path="/%61dmin", headers={"x-api-key": "alice-secret"}),
-    denied("/%2e%2e/admin climbs above the root", 400, "bad_path", path="/%2e%2e/admin"),
+    denied("/%2e%2e/admin is clamped to /admin by Envoy", 401, "missing", path="/%2e%2e/admin"),
     denied("double-encoded dots", 400, "bad_path", path="/healthz/%252e%252e/admin"),
     denied("bad percent escape", 400, "bad_path", path="/healthz/%zz"),
-    denied("encoded NUL", 400, "bad_path", path="/healthz%00/admin"),
+    envoy_refused("encoded NUL: refused by Envoy", path="/healthz%00/admin"),
     denied("invalid UTF-8", 400, "bad_path", path="/healthz/%ff"),
+    denied("overlong UTF-8 dots", 400, "bad_path", path="/orders/%c0%ae%c0%ae/healthz"),
+    # issue 12's differentials: the filter decides on the path the upstream gets (never a raw /orders/... path
+    # authorised as /healthz), or refuses what Envoy leaves ambiguous
+    reaches("/orders/..;/healthz reaches the upstream as /healthz", "/orders/..;/healthz", "/healthz"),
+    reaches("/orders/%2e%2e/healthz reaches the upstream as /healthz", "/orders/%2e%2e/healthz", "/healthz"),
+    reaches("/orders/x\\..\\..\\healthz reaches the upstream as /healthz", "/orders/x\\..\\..\\healthz", "/healthz"),
+    envoy_refused("/orders/..%2fhealthz: escaped slash refused by Envoy", path="/orders/..%2fhealthz"),
+    denied("/orders/%2e%2e;/healthz (Envoy forwards ..;) is ambiguous", 400, "bad_path",
+           path="/orders/%2e%2e;/healthz"),
+    denied("/healthz;jsessionid=1 (a path parameter) is ambiguous", 400, "bad_path", path="/healthz;jsessionid=1"),
+    denied("/admin. (a Windows server drops the dot) is ambiguous", 400, "bad_path", path="/admin./x",
+           headers={"x-api-key": "alice-secret"}),
+    denied("/admin%20 (a Windows server drops the space) is ambiguous", 400, "bad_path", path="/admin%20",
+           headers={"x-api-key": "alice-secret"}),
+    # owned headers and the cluster header: no spelling of them from a client reaches the upstream
+    envoy_refused("x_auth_identity (underscore spelling): refused by Envoy", path="/healthz",
+                  headers={"x_auth_identity": "root"}),
+    case("a client-sent x-wasmfilter-cluster picks no cluster", path="/healthz",
+         headers={"x-wasmfilter-cluster": "elsewhere"}, status=200,
+         upstream={"name": "default", "headers_absent": ["x-wasmfilter-cluster"]}),
     denied("/healthz used with POST is not public", 401, "missing", path="/healthz", method="POST"),
 ]
 

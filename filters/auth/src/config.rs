@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 
 use serde::Deserialize;
+use wasmfilter_common::canonical_path::PathNormalization;
 use wasmfilter_common::{ConfigError, check_header_name};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -32,6 +33,10 @@ pub struct AuthConfig {
     pub default_require: Require,
     #[serde(default)]
     pub log_level: LogLevel,
+    /// What a path a backend may read differently gets: 400 (`reject_ambiguous`, default) or the canonical path
+    /// (`forward_canonical`); see `upstream_path`.
+    #[serde(default)]
+    pub path_normalization: PathNormalization,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

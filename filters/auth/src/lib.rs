@@ -5,12 +5,14 @@ pub mod jwt;
 pub mod path;
 pub mod policy;
 pub mod rules;
+pub mod upstream_path;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 use wasmfilter_common::configured;
+use wasmfilter_common::header_spelling::spellings_to_remove;
 use wasmfilter_common::metrics::{bump, counter};
 
 use crate::policy::{Denial, Outcome, Policy, Reason, Request};
@@ -101,14 +103,23 @@ impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         wasmfilter_common::test_panic!(self);
         let headers = self.get_http_request_headers();
-        // Never trust an identity or claim header the client sent itself.
-        for name in self.policy.owned_headers() {
+        // Never trust an identity or claim header the client sent itself, in any spelling a backend folds together.
+        let owned = self.policy.owned_headers();
+        for name in spellings_to_remove(headers.iter().map(|(k, _)| k.as_str()), &owned) {
             self.set_http_request_header(name, None);
         }
         let method = self.get_http_request_header(":method").unwrap_or_default();
         let raw_path = self.get_http_request_header(":path").unwrap_or_default();
         let request = Request { method: &method, path: &raw_path, headers: &headers };
-        match self.policy.evaluate(&request, self.now()) {
+        // The decision is made on the path the upstream gets (upstream_path).
+        let checked = upstream_path::evaluate(&self.policy, &request, self.now());
+        if let Some(refusal) = checked.refusal {
+            log::info!("refused path of {method}: {}", refusal.as_str());
+        }
+        if let Some(path) = &checked.rewrite {
+            self.set_http_request_header(":path", Some(path));
+        }
+        match checked.outcome {
             Outcome::Allow { public, identity, headers } => {
                 if public {
                     bump(self.metrics.public);

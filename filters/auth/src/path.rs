@@ -4,6 +4,8 @@
 //! `/public/..;/admin` cannot slip past a rule for `/admin`. Anything that cannot be decoded unambiguously is an
 //! error, and the filter refuses the request (fail closed).
 
+use wasmfilter_common::canonical_path::{self, Invalid, hex_value};
+
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum PathError {
     /// Not an origin-form path, a bad `%` escape, a control character, double encoding or invalid UTF-8.
@@ -18,15 +20,6 @@ pub fn split(raw: &str) -> (&str, Option<&str>) {
     match raw.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (raw, None),
-    }
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 
@@ -48,35 +41,23 @@ fn percent_decode(input: &str, plus_is_space: bool) -> Result<Vec<u8>, PathError
     Ok(out)
 }
 
-/// The normalised form of the path part of `:path`: percent-decoded once, `\` read as `/`, empty and `.`
-/// segments removed, `..` applied, `;params` dropped from each segment. Always starts with `/`, never ends with one
-/// (except the root).
+/// The normalised form of the path part of `:path`: the decoded canonical path of
+/// `wasmfilter_common::canonical_path` (percent-decoded once, `\` read as `/`, empty and `.` segments removed, `..`
+/// applied, `;params` dropped from each segment) without its trailing slash. Always starts with `/`, never ends with
+/// one (except the root).
 pub fn normalise(raw: &str) -> Result<String, PathError> {
     let (path, _) = split(raw);
-    if !path.starts_with('/') {
-        return Err(PathError::Undecodable);
-    }
-    let decoded = percent_decode(path, false)?;
-    // `%` after decoding means double encoding (`%252e`): a second decoder downstream would see something else.
-    if decoded.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'%') {
-        return Err(PathError::Undecodable);
-    }
-    let decoded = String::from_utf8(decoded).map_err(|_| PathError::Undecodable)?;
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split(['/', '\\']) {
-        // Servlet-style path parameters: `/..;x/` is `..` to such a server.
-        let segment = segment.split_once(';').map_or(segment, |(name, _)| name);
-        match segment {
-            "" | "." => {}
-            ".." => {
-                if segments.pop().is_none() {
-                    return Err(PathError::Traversal);
-                }
-            }
-            other => segments.push(other),
+    match canonical_path::canonicalise(path) {
+        Ok(canonical) => {
+            let decoded = canonical.decoded;
+            Ok(match decoded.strip_suffix('/') {
+                Some(trimmed) if !trimmed.is_empty() => trimmed.to_owned(),
+                _ => decoded,
+            })
         }
+        Err(Invalid::AboveRoot) => Err(PathError::Traversal),
+        Err(_) => Err(PathError::Undecodable),
     }
-    Ok(format!("/{}", segments.join("/")))
 }
 
 /// Every value of query parameter `name` (decoded), in order. A malformed escape is an error.

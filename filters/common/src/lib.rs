@@ -3,8 +3,10 @@
 //!
 //! A plain rlib that each filter crate depends on by path; `wasmfilter new` vendors it into every generated project
 //! as `common/`, so it must stay standalone (no workspace inheritance in its Cargo.toml).
+pub mod canonical_path;
 pub mod config_error;
 pub mod header_name;
+pub mod header_spelling;
 pub mod log_level;
 pub mod metrics;
 

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 
 use serde::Deserialize;
+use wasmfilter_common::canonical_path::PathNormalization;
 use wasmfilter_common::{ConfigError, check_header_name};
 
 /// The filter's name, which starts every configuration error.
@@ -30,6 +31,10 @@ pub struct RoutingConfig {
     pub clear_route_cache: bool,
     #[serde(default)]
     pub log_level: LogLevel,
+    /// What a path a backend may read differently gets: 400 (`reject_ambiguous`, default) or the canonical path,
+    /// matched and forwarded (`forward_canonical`); see `upstream_path`.
+    #[serde(default)]
+    pub path_normalization: PathNormalization,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -5,6 +5,7 @@ pub mod matcher;
 pub mod request;
 pub mod router;
 pub mod split;
+pub mod upstream_path;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -35,6 +36,7 @@ struct Metrics {
     targets: Vec<Vec<u32>>,
     default: u32,
     spoofed: u32,
+    bad_path: u32,
 }
 
 impl Metrics {
@@ -53,6 +55,7 @@ impl Metrics {
                 .collect(),
             default: counter(&format!("{PREFIX}.default")),
             spoofed: counter(&format!("{PREFIX}.spoofed_cluster_header")),
+            bad_path: counter(&format!("{PREFIX}.bad_path")),
         }
     }
 }
@@ -121,16 +124,32 @@ impl HttpContext for RoutingRequest {
         let mut changed = false;
 
         let mut headers = self.get_http_request_headers();
-        let before = headers.len();
-        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&router.cluster_header));
-        if headers.len() != before {
+        // The path the rules see is the path the upstream gets; no header the filter owns comes from the client.
+        let guarded = match upstream_path::guard(router, &headers) {
+            Ok(guarded) => guarded,
+            Err(refusal) => {
+                bump(state.metrics.bad_path);
+                log::info!("refused path: {}", refusal.as_str());
+                let json = [("content-type", "application/json"), ("cache-control", "no-store")];
+                self.send_http_response(400, json.to_vec(), Some(br#"{"error":"bad request"}"#));
+                return Action::Pause;
+            }
+        };
+        for name in &guarded.remove {
+            self.set_http_request_header(name, None);
+        }
+        headers.retain(|(k, _)| !guarded.remove.contains(k));
+        changed |= !guarded.remove.is_empty();
+        if guarded.spoofed_cluster {
             // Never let a client pick the upstream by sending the header the route table reads.
-            self.set_http_request_header(&router.cluster_header, None);
             bump(state.metrics.spoofed);
             log::debug!("removed client-sent `{}` header", router.cluster_header);
+        }
+        let full_path = guarded.path.path;
+        if guarded.path.rewritten {
+            self.set_http_request_header(":path", Some(&full_path));
             changed = true;
         }
-        let full_path = headers.iter().find(|(k, _)| k == ":path").map(|(_, v)| v.clone()).unwrap_or_default();
 
         match router.decide(&RequestView::new(&full_path, &headers)) {
             Decision::Rule(routed) => {

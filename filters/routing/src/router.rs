@@ -6,6 +6,7 @@ use crate::matcher::Conditions;
 use crate::request::RequestView;
 use crate::split::{XorShift, bucket_of_key, bucket_of_ticket, pick};
 use wasmfilter_common::ConfigError;
+use wasmfilter_common::canonical_path::PathNormalization;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SplitKey {
@@ -44,6 +45,7 @@ pub struct Router {
     pub cluster_header: String,
     pub default_cluster: Option<String>,
     pub clear_route_cache: bool,
+    pub path_normalization: PathNormalization,
     pub rules: Vec<Rule>,
     rng: Cell<XorShift>,
 }
@@ -133,6 +135,7 @@ impl Router {
             cluster_header: config.cluster_header.clone(),
             default_cluster: config.default_cluster.clone(),
             clear_route_cache: config.clear_route_cache,
+            path_normalization: config.path_normalization,
             rules,
             rng: Cell::new(XorShift::new(seed)),
         })

@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from wasmfilter.envoy.hardening import SAFE, RequestHardening
 from wasmfilter.manifest import FailurePolicy, Manifest
 from wasmfilter.paths import data_dir
 
@@ -66,12 +67,14 @@ class Bootstrap:
     # Rendered route items that replace the default route table when given (the bench answers with
     # direct_response routes after the filter chain, and its native routing variant matches headers there).
     routes: list[str] = field(default_factory=list)
+    # What the HTTP connection manager does before any filter (safe by default; docs/security.md).
+    hardening: RequestHardening = SAFE
 
     def render(self) -> str:
         text = _env().get_template("bootstrap.yaml.j2").render(
             upstreams=self.upstreams, http_filters=self.http_filters, listener_host=self.listener_host,
             listener_port=self.listener_port, admin_host=self.admin_host, admin_port=self.admin_port,
-            cluster_header=CLUSTER_HEADER, routes=self.routes)
+            cluster_header=CLUSTER_HEADER, routes=self.routes, hardening=self.hardening)
         yaml.safe_load(text)  # a template bug shows here, not as an Envoy parse error
         return text
 

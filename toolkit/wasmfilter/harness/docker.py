@@ -33,6 +33,7 @@ from wasmfilter.envoy.container import (
     wasm_path_in_container,
 )
 from wasmfilter.envoy.engine import client, short
+from wasmfilter.envoy.hardening import SAFE, RequestHardening
 from wasmfilter.envoy.protocol import log_tail, wait_until
 from wasmfilter.errors import DockerError
 from wasmfilter.settings import current
@@ -257,10 +258,12 @@ def _remove_network(network: Any) -> None:
         pass
 
 
-def container_bootstrap(upstreams: list[Upstream], http_filters: list[str]) -> str:
+def container_bootstrap(upstreams: list[Upstream], http_filters: list[str],
+                        hardening: RequestHardening = SAFE) -> str:
     """A bootstrap for inside a container: listener and admin on all interfaces (only published to loopback)."""
     return Bootstrap(upstreams=upstreams, http_filters=http_filters, listener_host="0.0.0.0",
-                     listener_port=LISTENER_PORT, admin_host="0.0.0.0", admin_port=ADMIN_PORT).render()
+                     listener_port=LISTENER_PORT, admin_host="0.0.0.0", admin_port=ADMIN_PORT,
+                     hardening=hardening).render()
 
 
 def _start_echoes(names: list[str], image: str, network: str, run_id: str, labels: dict[str, str],
@@ -301,7 +304,7 @@ def docker_stack(spec: StackSpec, binary: EnvoyBinary | None, session: DockerSes
         wasm_host = Path(spec.wasm_path).resolve()
         inside = wasm_path_in_container(wasm_host)
         config = container_bootstrap([Upstream(u.name, u.ip, u.port) for u in upstreams],
-                                     [*spec.extra_http_filters, spec.wasm_filter(inside).fragment()])
+                                     [*spec.extra_http_filters, spec.wasm_filter(inside).fragment()], spec.hardening)
         envoy = closer.enter_context(EnvoyContainer(
             config, image=image.tag, name=f"wasmfilter-{run_id}-envoy", labels=labels, mounts={wasm_host: inside},
             network=network.name, version=binary.version, concurrency=spec.concurrency,

@@ -69,7 +69,7 @@ def features_for(manifest: Manifest, sfile: scenario.ScenarioFile) -> tuple[str,
 def stack_spec(manifest: Manifest, sfile: scenario.ScenarioFile, wasm: Path) -> StackSpec:
     return StackSpec(manifest=manifest, wasm_path=wasm, plugin_config=sfile.plugin_config(manifest.config),
                      failure_policy=sfile.failure_policy, allow_fail_open=sfile.allow_fail_open,
-                     concurrency=sfile.concurrency)
+                     concurrency=sfile.concurrency, hardening=sfile.request_hardening)
 
 
 def run_file(stack: Stack, sfile: scenario.ScenarioFile, report: Reporter | None = None,

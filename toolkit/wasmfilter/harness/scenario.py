@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wasmfilter.envoy.hardening import SAFE, RequestHardening
 from wasmfilter.errors import ScenarioError
 from wasmfilter.manifest import FailurePolicy
 from wasmfilter.yamlmodel import load_model
@@ -87,6 +88,8 @@ class ScenarioFile(_Strict):
     allow_fail_open: bool = False
     features: list[str] = Field(default_factory=list)  # cargo features of the build under test
     concurrency: int = Field(default=2, ge=1)
+    # Envoy's request hardening for this file (default: the safe settings every generated config has).
+    request_hardening: RequestHardening = SAFE
     cases: list[Case] = Field(min_length=1)
 
     path: Path = Field(default=Path("."), exclude=True)

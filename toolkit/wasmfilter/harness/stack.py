@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
 from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
+from wasmfilter.envoy.hardening import SAFE, RequestHardening
 from wasmfilter.envoy.process import EnvoyProcess
 from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.errors import UsageError
@@ -36,6 +37,7 @@ class StackSpec:
     concurrency: int = 2
     listener_port: int = 0
     extra_http_filters: list[str] = field(default_factory=list)  # rendered fragments placed before the Wasm filter
+    hardening: RequestHardening = SAFE  # what the HTTP connection manager does before any filter
 
     def wasm_filter(self, wasm_path: str | None = None) -> WasmFilter:
         return WasmFilter.from_manifest(self.manifest, wasm_path or self.wasm_path, plugin_config=self.plugin_config,
@@ -98,7 +100,7 @@ def process_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions)
         upstreams = [closer.enter_context(EchoUpstream(name)) for name in spec.manifest.upstreams]
         bootstrap = Bootstrap(upstreams=[Upstream(u.name, u.host, u.port) for u in upstreams],
                               http_filters=[*spec.extra_http_filters, spec.wasm_filter().fragment()],
-                              listener_port=spec.listener_port)
+                              listener_port=spec.listener_port, hardening=spec.hardening)
         envoy = closer.enter_context(EnvoyProcess(bootstrap.render(), binary=binary, concurrency=spec.concurrency))
     except BaseException:
         closer.close()
