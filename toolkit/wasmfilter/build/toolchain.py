@@ -26,6 +26,8 @@ INSTALL_FIX = f"run `make toolchain` (or `rustup target add {TARGET}`, or `apt-g
 # Size flags of `wasmfilter build --opt` only (measurements in docs/size.md). The default build never sees them:
 # --opt builds run in their own target directory, so these flags never invalidate the default build's cache.
 SIZE_OPT_LEVEL = "z"  # CARGO_PROFILE_RELEASE_OPT_LEVEL: overrides the workspace's release opt-level "s"
+SIZE_PROFILE_ENV = {"CARGO_PROFILE_RELEASE_LTO": "fat", "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "1",
+                    "CARGO_PROFILE_RELEASE_INCREMENTAL": "false"}
 # build-std only (they need nightly features, which RUSTC_BOOTSTRAP=1 unlocks for the Debian rustc).
 # -Cpanic=immediate-abort: a panic traps at once, without running proxy-wasm's panic hook, so its message is not
 # logged (the default build logs it); the trap still fails the request per failure_policy (tests/test_size.py).
@@ -60,6 +62,9 @@ class Toolchain:
         knobs)."""
         env = self.cargo_env(wasm=True)
         env["CARGO_PROFILE_RELEASE_OPT_LEVEL"] = SIZE_OPT_LEVEL
+        # The release profile is tuned for fast rebuilds (no LTO, 16 codegen units): the size build wants the
+        # whole-program view back (filters/Cargo.toml).
+        env.update(SIZE_PROFILE_ENV)
         if self.mode != "build-std":
             return self.build_args, env
         flags_var = f"CARGO_TARGET_{TARGET.upper().replace('-', '_')}_RUSTFLAGS"
