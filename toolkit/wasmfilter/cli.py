@@ -49,12 +49,15 @@ def doctor() -> None:
 def build(path: Optional[Path] = PathArg,
           opt: bool = typer.Option(False, "--opt", help="Size build (docs/size.md): size flags in <target>/size, "
                                    "then wasm-opt -Oz, written to <crate>.opt.wasm; panics are not logged."),
-          features: list[str] = typer.Option([], "--features", help="Cargo features to enable.")) -> None:
+          features: list[str] = typer.Option([], "--features", help="Cargo features to enable."),
+          fast: bool = typer.Option(False, "--fast", help="Edit-build loop: the `fast` cargo profile (no LTO, "
+                                    "incremental; ~1-2 s after a one-line edit), written to <crate>.fast.wasm; "
+                                    "test, package and bench use the release build.")) -> None:
     """cargo build the filter for wasm32-wasip1 (release); print the module's path, size and sha256."""
     from wasmfilter.build.cargo import build as do_build
 
     with console.progress("building with cargo") as step:
-        result = do_build(path, features=features, opt=opt, progress=step)
+        result = do_build(path, features=features, opt=opt, progress=step, fast=fast)
     out.print(f"built {result.wasm}")
     out.print(f"  size   {result.size} bytes{' (wasm-opt -Oz)' if result.optimized else ''}")
     out.print(f"  sha256 {result.sha256}")

@@ -22,6 +22,9 @@ Progress = Callable[[str], None]
 
 # --opt builds: their own cargo target directory under the workspace's (see build()).
 SIZE_TARGET_SUBDIR = "size"
+# --fast builds: the workspace's `fast` cargo profile (no LTO, 16 codegen units, incremental), the edit-build loop
+# only; what is tested, packaged and benchmarked is the release (size-tuned) build.
+FAST_PROFILE = "fast"
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def _artifact_lock(directory: Path, name: str = ".lock") -> Iterator[None]:
 
 
 def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ...] = (), opt: bool = False,
-          progress: Progress | None = None) -> BuildResult:
+          progress: Progress | None = None, fast: bool = False) -> BuildResult:
     """cargo build --release for wasm32-wasip1. The module is copied to <target>/wasmfilter/<crate>[+features].wasm
     so builds with different features never overwrite each other.
 
@@ -97,6 +100,8 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
     target directory <target>/size (the flags change cargo's fingerprints; sharing <target> would rebuild std and
     every dependency of the default build on each switch), then wasm-opt -Oz, written to
     <target>/wasmfilter/<crate>[+features].opt.wasm (never over the default build's module)."""
+    if fast and opt:
+        raise UsageError("--fast and --opt exclude each other", fix="pick one: --fast to iterate, --opt to ship")
     crate = crate_dir_for(path)
     tc = toolchain.detect()
     features = tuple(sorted(set(features)))
@@ -109,6 +114,8 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
         size_args, env = tc.size_cargo()
         args = ["build", "--release", "--target", toolchain.TARGET, "--message-format", "json-render-diagnostics",
                 *size_args, "--target-dir", str(target_dir / SIZE_TARGET_SUBDIR)]
+    if fast:
+        args[args.index("--release")] = f"--profile={FAST_PROFILE}"
     if features:
         args += ["--features", ",".join(features)]
     out_dir = target_dir / "wasmfilter"
@@ -122,7 +129,7 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
             final = out_dir / f"{name}.opt.wasm"
             size.wasm_opt_cached(artifact, final)
         else:
-            final = out_dir / f"{name}.wasm"
+            final = out_dir / f"{name}{'.fast' if fast else ''}.wasm"
             shutil.copyfile(artifact, final)
     seconds = time.perf_counter() - start
     return BuildResult(wasm=final, size=final.stat().st_size, sha256=sha256_file(final), seconds=seconds,
