@@ -57,12 +57,15 @@ def build(path: Optional[Path] = PathArg,
           features: list[str] = typer.Option([], "--features", help="Cargo features to enable."),
           debug_info: bool = typer.Option(False, "--debug-info", help="Keep the name section and DWARF line tables "
                                           "(crash backtraces with function names and file:line); <crate>.debug.wasm."
-                                          )) -> None:
+                                          ),
+          fast: bool = typer.Option(False, "--fast", help="Edit-build loop: the `fast` cargo profile (no LTO, "
+                                    "incremental; ~1-2 s after a one-line edit), written to <crate>.fast.wasm; "
+                                    "test, package and bench use the release build.")) -> None:
     """cargo build the filter for wasm32-wasip1 (release); print the module's path, size and sha256."""
     from wasmfilter.build.cargo import build as do_build
 
     with console.progress("building with cargo") as step:
-        result = do_build(path, features=features, opt=opt, progress=step, debug_info=debug_info)
+        result = do_build(path, features=features, opt=opt, progress=step, debug_info=debug_info, fast=fast)
     out.print(f"built {result.wasm}")
     out.print(f"  size   {result.size} bytes{' (wasm-opt -Oz)' if result.optimized else ''}")
     out.print(f"  sha256 {result.sha256}")

@@ -26,6 +26,9 @@ SIZE_TARGET_SUBDIR = "size"
 # build/symbols.py), in their own target directory for the same reason.
 DEBUG_TARGET_SUBDIR = "debug-info"
 DEBUG_PROFILE_ENV = {"CARGO_PROFILE_RELEASE_STRIP": "none", "CARGO_PROFILE_RELEASE_DEBUG": "line-tables-only"}
+# --fast builds: the workspace's `fast` cargo profile (no LTO, 16 codegen units, incremental), the edit-build loop
+# only; what is tested, packaged and benchmarked is the release (size-tuned) build.
+FAST_PROFILE = "fast"
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def _artifact_lock(directory: Path, name: str = ".lock") -> Iterator[None]:
 
 
 def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ...] = (), opt: bool = False,
-          progress: Progress | None = None, debug_info: bool = False) -> BuildResult:
+          progress: Progress | None = None, debug_info: bool = False, fast: bool = False) -> BuildResult:
     """cargo build --release for wasm32-wasip1. The module is copied to <target>/wasmfilter/<crate>[+features].wasm
     so builds with different features never overwrite each other.
 
@@ -101,6 +104,8 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
     target directory <target>/size (the flags change cargo's fingerprints; sharing <target> would rebuild std and
     every dependency of the default build on each switch), then wasm-opt -Oz, written to
     <target>/wasmfilter/<crate>[+features].opt.wasm (never over the default build's module)."""
+    if fast and opt:
+        raise UsageError("--fast and --opt exclude each other", fix="pick one: --fast to iterate, --opt to ship")
     features = tuple(sorted(set(features)))
     prebuilt_filter = prebuilt.prebuilt_manifest(path)
     if prebuilt_filter is not None:  # `wasm:` in filter.yaml: any language, no cargo (build/prebuilt.py)
@@ -124,6 +129,8 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
                              fix="drop one of them")
         env = {**tc.cargo_env(wasm=True), **DEBUG_PROFILE_ENV}
         args += ["--target-dir", str(target_dir / DEBUG_TARGET_SUBDIR)]
+    if fast:
+        args[args.index("--release")] = f"--profile={FAST_PROFILE}"
     if features:
         args += ["--features", ",".join(features)]
     out_dir = target_dir / "wasmfilter"
@@ -137,7 +144,7 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
             final = out_dir / f"{name}.opt.wasm"
             size.wasm_opt_cached(artifact, final)
         else:
-            final = out_dir / f"{name}{'.debug' if debug_info else ''}.wasm"
+            final = out_dir / f"{name}{'.debug' if debug_info else ''}{'.fast' if fast else ''}.wasm"
             shutil.copyfile(artifact, final)
     seconds = time.perf_counter() - start
     return BuildResult(wasm=final, size=final.stat().st_size, sha256=sha256_file(final), seconds=seconds,

@@ -62,8 +62,7 @@ class Toolchain:
         knobs)."""
         env = self.cargo_env(wasm=True)
         env["CARGO_PROFILE_RELEASE_OPT_LEVEL"] = SIZE_OPT_LEVEL
-        # The release profile is tuned for fast rebuilds (no LTO, 16 codegen units): the size build wants the
-        # whole-program view back (filters/Cargo.toml).
+        # Fat LTO and one codegen unit, whatever a workspace's release profile says (filters/Cargo.toml).
         env.update(SIZE_PROFILE_ENV)
         if self.mode != "build-std":
             return self.build_args, env
