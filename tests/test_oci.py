@@ -145,8 +145,8 @@ def test_references_parse():
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_push_pull_roundtrip_and_pulled_module_passes_scenarios(registry, auth_build, auth_wasm, tmp_path, variant):
     from wasmfilter.harness import scenario
-    from wasmfilter.harness.runner import run_file
-    from wasmfilter.harness.stack import StackSpec, start_stack
+    from wasmfilter.harness.runner import run_file, stack_spec
+    from wasmfilter.harness.stack import start_stack
     from wasmfilter.manifest import load_manifest
 
     image = build_image(auth_wasm, variant=variant, root_id="auth")
@@ -168,10 +168,7 @@ def test_push_pull_roundtrip_and_pulled_module_passes_scenarios(registry, auth_b
     # Every feature-less scenario file of auth on the compat image (Istio's default shape); one file per other shape.
     for path in files if variant == "compat" else files[:1]:
         sfile = scenario.load(path)
-        spec = StackSpec(manifest=manifest, wasm_path=tmp_path / "plugin.wasm",
-                         plugin_config=sfile.plugin_config(manifest.config), failure_policy=sfile.failure_policy,
-                         allow_fail_open=sfile.allow_fail_open, concurrency=sfile.concurrency)
-        with start_stack(spec) as stack:
+        with start_stack(stack_spec(manifest, sfile, tmp_path / "plugin.wasm")) as stack:
             results = run_file(stack, sfile)
         failed = [(r.name, r.problems) for r in results if not r.passed]
         assert results and not failed, (path.name, failed)

@@ -88,7 +88,10 @@ impl HttpContext for CalloutRequest {
             .config
             .forward_headers
             .iter()
-            .filter_map(|name| self.get_http_request_header(name).map(|value| (name.clone(), value)))
+            .filter_map(|name| {
+                let value = self.get_http_request_header_bytes(name)?;
+                Some((name.clone(), wasmfilter_common::headers::text(value)))
+            })
             .collect();
         let mut headers: Vec<(&str, &str)> =
             vec![(":method", "GET"), (":path", &self.config.path), (":authority", &self.config.cluster)];

@@ -205,7 +205,7 @@ impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         wasmfilter_common::test_panic!(self);
         // One host call for the whole map; :method and :path are in it (no second fetch).
-        let headers = self.get_http_request_headers();
+        let headers = wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes());
         // Never trust an identity or claim header the client sent itself, in any spelling a backend folds together
         // (only headers that are present are removed: a removal costs a host call).
         let owned = self.policy.owned_headers();

@@ -217,7 +217,7 @@ impl Context for RateLimitRequest {}
 impl RateLimitRequest {
     fn view(&self) -> RequestView {
         let mut view = RequestView::default();
-        for (name, value) in self.get_http_request_headers() {
+        for (name, value) in wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes()) {
             match name.as_str() {
                 ":method" => view.method = value,
                 ":path" => view.path = value,

@@ -123,7 +123,7 @@ impl HttpContext for RoutingRequest {
         let router = &state.router;
         let mut changed = false;
 
-        let mut headers = self.get_http_request_headers();
+        let mut headers = wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes());
         // The path the rules see is the path the upstream gets; no header the filter owns comes from the client.
         let guarded = match upstream_path::guard(router, &headers) {
             Ok(guarded) => guarded,
