@@ -39,7 +39,7 @@ def test_c_filter_builds_checks_packages_and_deploys_without_cargo(c_copy, tmp_p
     assert packaged.code == 0, packaged.stderr
     with tarfile.open(out) as tar:
         assert "index.json" in tar.getnames()
-    istio = run_cli("istio", str(c_copy), "--image", "registry.example/c-filter:1")
+    istio = run_cli("istio", str(c_copy), "--image", "registry.example/c-filter:1", "--local")
     assert istio.code == 0, istio.stderr
     plugin = next(yaml.safe_load_all(istio.stdout))
     assert plugin["kind"] == "WasmPlugin" and plugin["spec"]["pluginConfig"] == {"deny_header": "x-c-deny"}
