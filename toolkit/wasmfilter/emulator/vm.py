@@ -36,6 +36,10 @@ def engine(cache: bool = True) -> wasmtime.Engine:
     CACHE: wasmtime's own compilation cache on disk (its default location); unavailable → off."""
     config = wasmtime.Config()
     config.consume_fuel = True
+    # Traps by explicit checks, not by signals: a test process also runs other native libraries and Envoy's tools,
+    # and a wasm trap (a Rust panic is `unreachable`) must never depend on which SIGILL/SIGSEGV handler is
+    # installed at that moment (seen: the whole pytest process killed by SIGILL in the full suite).
+    config.signals_based_traps = False
     if cache:
         try:
             config.cache = True
