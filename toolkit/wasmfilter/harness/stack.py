@@ -7,7 +7,6 @@ Whatever a backend needs beyond the spec travels in `BackendOptions`."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from wasmfilter.harness.client import Client
 from wasmfilter.harness.scenario import Case
 from wasmfilter.harness.upstream import EchoUpstream
 from wasmfilter.manifest import FailurePolicy, Manifest
+from wasmfilter.ports import bind_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from wasmfilter.harness.docker import DockerSession
@@ -105,15 +105,9 @@ class Stack:
 
 def ensure_port_free(host: str, port: int) -> None:
     """A clear error before Envoy's own 'cannot bind' when a fixed port is taken (port 0 is always free)."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as e:
-            raise UsageError(f"port {port} on {host} is already in use ({e.strerror})",
-                             fix="pick another with --port, or stop what holds it") from e
+    if (e := bind_error(host, port)) is not None:
+        raise UsageError(f"port {port} on {host} is already in use ({e.strerror})",
+                         fix="pick another with --port, or stop what holds it") from e
 
 
 def process_stack(spec: StackSpec, binary: EnvoyBinary, options: BackendOptions) -> Stack:

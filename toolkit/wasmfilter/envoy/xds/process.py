@@ -21,21 +21,16 @@ from typing import Any, Self
 from wasmfilter.envoy.xds.resources import WasmResource
 from wasmfilter.envoy.xds.server import Push, wait_for
 from wasmfilter.errors import XdsError
+from wasmfilter.ports import bind_error
 
 START_TIMEOUT = 60.0
 
 
 def check_port(host: str, port: int) -> None:
     """A busy fixed PORT as the server's own error, before anything slow (a build, a pull) starts."""
-    if port == 0:
-        return
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as e:
-            raise XdsError(f"the xDS server cannot listen on {host}:{port} ({e.strerror})",
-                           fix="pick another port, or 0 for a free one, or stop what holds it") from e
+    if (e := bind_error(host, port)) is not None:
+        raise XdsError(f"the xDS server cannot listen on {host}:{port} ({e.strerror})",
+                       fix="pick another port, or 0 for a free one, or stop what holds it") from e
 
 
 class XdsProcess:
