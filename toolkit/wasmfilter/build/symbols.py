@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wasmfilter.varint import read as _leb
+
 CODE_SECTION, IMPORT_SECTION, CUSTOM_SECTION = 10, 2, 0
 ADDR2LINE = ("llvm-addr2line", "llvm-addr2line-22", "llvm-symbolizer-22")
 CXXFILT = ("llvm-cxxfilt", "llvm-cxxfilt-22")
@@ -53,17 +55,6 @@ class ModuleSymbols:
             file, line = lines[i] if i < len(lines) else (None, None)
             out.append(Symbol(offset, name, file, line))
         return out
-
-
-def _leb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return result, pos
 
 
 def _name(data: bytes, pos: int) -> tuple[str, int]:

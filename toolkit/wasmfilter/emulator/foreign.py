@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 
 from wasmfilter.emulator.codes import Result
-from wasmfilter.emulator.http_call import _varint
+from wasmfilter.varint import read as _varint
 
 if TYPE_CHECKING:  # pragma: no cover
     from wasmfilter.emulator.host import FilterHost

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from wasmfilter.emulator.codes import Result
 from wasmfilter.emulator.headers import HeaderMap
 from wasmfilter.emulator.memory import decode_pairs
+from wasmfilter.varint import read as _varint
 
 if TYPE_CHECKING:  # pragma: no cover
     from wasmfilter.emulator.host import FilterHost
@@ -121,19 +122,6 @@ class Callouts:
         token = self._next_token
         self._next_token = self._next_token % 0xFFFFFFFF + 1
         return token
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
 
 
 def grpc_cluster(service: bytes) -> str | None:
