@@ -256,7 +256,7 @@ impl AuthConfig {
     /// Parses and validates; the error names the offending field. Key material is checked by `jwt::Jwks`.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let config: AuthConfig =
-            serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
+            wasmfilter_common::json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }

@@ -149,7 +149,7 @@ fn is_header_value(value: &str) -> bool {
 impl RoutingConfig {
     /// Parses and validates; the error names the offending field.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
-        let config: RoutingConfig = serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
+        let config: RoutingConfig = wasmfilter_common::json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }
