@@ -354,7 +354,11 @@ impl Validator {
     /// second list; no usable key, JSON that is not a JWKS or more than `max_keys` keys: Err, the old set stays.
     pub fn replace_keys(&self, body: &[u8], max_keys: usize) -> Result<(usize, Vec<String>), String> {
         let doc = json::parse(body).map_err(|e| format!("not JSON ({e})"))?;
-        let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+        let keys_member = match doc {
+            Value::Object(members) => members.into_iter().find(|(name, _)| name == "keys").map(|(_, value)| value),
+            _ => None,
+        };
+        let Some(Value::Array(entries)) = keys_member else {
             return Err("no `keys` array".to_owned());
         };
         if entries.len() > max_keys {
@@ -362,14 +366,14 @@ impl Validator {
         }
         let mut keys: Vec<Key> = Vec::new();
         let mut skipped = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
+        for (i, entry) in entries.into_iter().enumerate() {
             let at = format!("keys[{i}]");
             // Identity providers add members we do not use (x5c, x5t, ...): keep only the JWK members we read.
             let known = match entry {
                 Value::Object(members) => {
-                    Value::Object(members.iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).cloned().collect())
+                    Value::Object(members.into_iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).collect())
                 }
-                other => other.clone(),
+                other => other,
             };
             let key = json::from_value::<JwkConfig>(&known)
                 .map_err(|e| e.at_index(i).at_key("keys").to_string())
@@ -386,7 +390,8 @@ impl Validator {
             }
         }
         if keys.is_empty() {
-            return Err(format!("no usable key ({})", skipped.join("; ")));
+            let reasons = skipped.iter().fold(String::new(), |all, why| if all.is_empty() { why.clone() } else { all + "; " + why });
+            return Err(format!("no usable key ({reasons})"));
         }
         let count = keys.len();
         *self.keys.borrow_mut() = Rc::new(keys);
@@ -508,8 +513,14 @@ pub fn claim_header_value(value: &Value) -> Option<String> {
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Array(items) => {
-            let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            strings?.join(" ")
+            let mut joined = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    joined.push(' ');
+                }
+                joined.push_str(item.as_str()?);
+            }
+            joined
         }
         _ => return None,
     };

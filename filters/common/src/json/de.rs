@@ -1,9 +1,10 @@
 //! serde's `Deserializer` over a parsed [`Value`], so `#[derive(Deserialize)]` types read from it. Each nested object
 //! member and array element adds its segment to an error's path on the way out; values of the wrong type are
 //! reported in serde's words (`invalid type: string "5", expected u32`), numbers that are no integer by their text
-//! (no float formatting).
+//! (no float formatting). Enums are unit variants named by a string: data-carrying variants would cost every
+//! filter their code and none has one.
 use serde::de::value::BorrowedStrDeserializer;
-use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, Expected, MapAccess, SeqAccess, Unexpected, VariantAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, Expected, MapAccess, SeqAccess, Unexpected, Visitor};
 
 use super::{Error, Number, Object, Value};
 
@@ -175,7 +176,7 @@ impl<'de> Deserializer<'de> for &'de Value {
         self.deserialize_map(visitor)
     }
 
-    /// A string names a unit variant; `{"variant": value}` any other kind.
+    /// A string names a unit variant (serde says so for a variant with data: `invalid type: unit variant, ...`).
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -184,10 +185,6 @@ impl<'de> Deserializer<'de> for &'de Value {
     ) -> Result<V::Value, Error> {
         match self {
             Value::String(s) => visitor.visit_enum(BorrowedStrDeserializer::<Error>::new(s)),
-            Value::Object(Object(members)) => match members.as_slice() {
-                [(tag, value)] => visitor.visit_enum(Variant { tag, value }).map_err(|e| e.at_key(tag)),
-                _ => Err(de::Error::invalid_length(members.len(), &"an object with one member (the variant)")),
-            },
             other => Err(invalid_type(other, &visitor)),
         }
     }
@@ -213,8 +210,20 @@ fn visit_array<'de, V: Visitor<'de>>(items: &'de [Value], visitor: V) -> Result<
     let value = visitor.visit_seq(&mut elements)?;
     match elements.items.len() {
         0 => Ok(value),
-        left => Err(de::Error::invalid_length(items.len(), &format!("{} elements", items.len() - left).as_str())),
+        left => Err(too_long(items.len(), left)),
     }
+}
+
+// The error paths below are shared, not repeated in every instantiation of the generic code that reaches them.
+
+#[inline(never)]
+fn too_long(len: usize, left: usize) -> Error {
+    de::Error::invalid_length(len, &format!("{} elements", len - left).as_str())
+}
+
+#[inline(never)]
+fn value_before_key() -> Error {
+    de::Error::custom("a map value was asked for before its key")
 }
 
 struct Elements<'de> {
@@ -261,48 +270,11 @@ impl<'de> MapAccess<'de> for Members<'de> {
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, Error> {
-        match self.current {
-            Some((key, value)) => seed.deserialize(value).map_err(|e| e.at_key(key)),
-            None => Err(de::Error::custom("a map value was asked for before its key")),
-        }
+        let (key, value) = self.current.ok_or_else(value_before_key)?;
+        seed.deserialize(value).map_err(|e| e.at_key(key))
     }
 
     fn size_hint(&self) -> Option<usize> {
         Some(self.members.len())
-    }
-}
-
-/// `{"variant": value}`: an enum's tag and its content.
-struct Variant<'de> {
-    tag: &'de str,
-    value: &'de Value,
-}
-
-impl<'de> EnumAccess<'de> for Variant<'de> {
-    type Error = Error;
-    type Variant = &'de Value;
-
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, &'de Value), Error> {
-        Ok((seed.deserialize(BorrowedStrDeserializer::<Error>::new(self.tag))?, self.value))
-    }
-}
-
-impl<'de> VariantAccess<'de> for &'de Value {
-    type Error = Error;
-
-    fn unit_variant(self) -> Result<(), Error> {
-        de::Deserialize::deserialize(self)
-    }
-
-    fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, Error> {
-        seed.deserialize(self)
-    }
-
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_seq(visitor)
-    }
-
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_map(visitor)
     }
 }

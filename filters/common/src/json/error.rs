@@ -39,12 +39,14 @@ impl Error {
     }
 
     /// The same error, inside the member `key` of an enclosing object.
+    #[inline(never)]
     pub fn at_key(mut self, key: &str) -> Self {
         self.0.path.push(Segment::Key(key.to_owned()));
         self
     }
 
     /// The same error, inside element `index` of an enclosing array.
+    #[inline(never)]
     pub fn at_index(mut self, index: usize) -> Self {
         self.0.path.push(Segment::Index(index));
         self
@@ -101,7 +103,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// serde's wording, with JSON's name for the unit value (`null`), as serde_json words it.
+/// serde's wording, with JSON's name for the unit value (`null`), as serde_json words it. Every message about an
+/// unexpected value goes through [`JsonUnexpected`], so serde's own `Unexpected` formatting (and with it the float
+/// formatting machinery of `core`) is never linked.
 impl serde::de::Error for Error {
     fn custom<T: fmt::Display>(message: T) -> Self {
         Error::data(message.to_string())
@@ -116,13 +120,31 @@ impl serde::de::Error for Error {
     }
 }
 
+/// serde's `Unexpected` in serde's words, except `null` for the unit value and a float without its digits (this
+/// reader never reports one: a number that is no integer is reported by its text, see `de.rs`).
 struct JsonUnexpected<'a>(Unexpected<'a>);
 
 impl fmt::Display for JsonUnexpected<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            Unexpected::Bool(b) => write!(f, "boolean `{b}`"),
+            Unexpected::Unsigned(n) => write!(f, "integer `{n}`"),
+            Unexpected::Signed(n) => write!(f, "integer `{n}`"),
+            Unexpected::Float(_) => f.write_str("floating point number"),
+            Unexpected::Char(c) => write!(f, "character `{c}`"),
+            Unexpected::Str(s) => write!(f, "string {s:?}"),
+            Unexpected::Bytes(_) => f.write_str("byte array"),
             Unexpected::Unit => f.write_str("null"),
-            other => fmt::Display::fmt(&other, f),
+            Unexpected::Option => f.write_str("Option value"),
+            Unexpected::NewtypeStruct => f.write_str("newtype struct"),
+            Unexpected::Seq => f.write_str("sequence"),
+            Unexpected::Map => f.write_str("map"),
+            Unexpected::Enum => f.write_str("enum"),
+            Unexpected::UnitVariant => f.write_str("unit variant"),
+            Unexpected::NewtypeVariant => f.write_str("newtype variant"),
+            Unexpected::TupleVariant => f.write_str("tuple variant"),
+            Unexpected::StructVariant => f.write_str("struct variant"),
+            Unexpected::Other(other) => f.write_str(other),
         }
     }
 }

@@ -8,8 +8,8 @@
 //! object is an error (`duplicate field`, as serde's derived structs say, for maps and JWT claims too — RFC 7519
 //! lets a JWT parser refuse duplicate claim names); nesting deeper than [`MAX_DEPTH`] is an error, so hostile input
 //! (a JWT, a remote JWKS) cannot exhaust the stack. Integers are exact (`u64`, negative `i64`); any other number
-//! keeps its text and becomes an `f64` only where a field is a float (then parsed by `core`). Enums: a string for a
-//! unit variant, a one-member object for the others (serde_json's external tagging).
+//! keeps its text and becomes an `f64` only where a field is a float (then parsed by `core`). Enums: unit variants,
+//! named by a string.
 mod de;
 mod error;
 mod parse;
@@ -108,26 +108,22 @@ impl Number {
             Number::Other(text) if text.starts_with('-') => return None,
             Number::Other(text) => text,
         };
-        let (mantissa, exponent) = match text.split_once(['e', 'E']) {
-            Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().ok()?),
-            None => (&**text, 0),
-        };
-        let (int, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        // How many of the mantissa's digits stand before the decimal point once the exponent is applied.
-        let point = i64::try_from(int.len()).ok()?.checked_add(exponent)?;
-        let digits = int.bytes().chain(fraction.bytes());
+        let text = text.as_bytes();
+        let (mantissa, exponent) = text.split_at(text.iter().position(|b| *b | 0x20 == b'e').unwrap_or(text.len()));
+        // |exponent| clamped at 10^4: beyond it every value overflows a u64 or truncates to 0 either way.
+        let magnitude = exponent
+            .iter()
+            .filter(|b| b.is_ascii_digit())
+            .fold(0i64, |n, digit| (n * 10 + i64::from(digit.wrapping_sub(b'0'))).min(10_000));
+        let exponent = if exponent.contains(&b'-') { -magnitude } else { magnitude };
+        // How many digits stand before the decimal point once the exponent is applied (written ones, then zeros).
+        let int_digits = mantissa.iter().position(|b| *b == b'.').unwrap_or(mantissa.len());
+        let point = i64::try_from(int_digits).ok()? + exponent;
+        let mut digits = mantissa.iter().copied().filter(u8::is_ascii_digit);
         let mut value: u64 = 0;
-        let mut taken: i64 = 0;
-        for digit in digits.take(usize::try_from(point).unwrap_or(0)) {
-            value = value.checked_mul(10)?.checked_add(u64::from(digit.saturating_sub(b'0')))?;
-            taken += 1;
-        }
-        // Zeros the exponent adds beyond the written digits (a value of 0 stays 0 however many).
-        for _ in taken..point {
-            if value == 0 {
-                break;
-            }
-            value = value.checked_mul(10)?;
+        for _ in 0..point {
+            let digit = digits.next().unwrap_or(b'0');
+            value = value.checked_mul(10)?.checked_add(u64::from(digit.wrapping_sub(b'0')))?;
         }
         Some(value)
     }
@@ -186,6 +182,15 @@ impl Object {
 impl FromIterator<(String, Value)> for Object {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(members: I) -> Self {
         Object(members.into_iter().collect())
+    }
+}
+
+impl IntoIterator for Object {
+    type Item = (String, Value);
+    type IntoIter = std::vec::IntoIter<(String, Value)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 
