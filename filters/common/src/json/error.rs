@@ -120,6 +120,36 @@ impl serde::de::Error for Error {
     }
 }
 
+/// `s` in double quotes, escaped as `{s:?}` escapes ASCII (`\"`, `\\`, `\t`, `\r`, `\n`, `\0`, `\u{1b}`) and
+/// every other control character and line/paragraph separator as `\u{..}`; any other character is written as it
+/// is. `{s:?}` also escapes the rarer invisible characters (format characters, combining marks at the start), but
+/// links core's Unicode printability tables and escape code for that (~2 KB of every module).
+fn quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    let mut plain = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\t' => "\\t",
+            '\r' => "\\r",
+            '\n' => "\\n",
+            '\0' => "\\0",
+            _ if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => "",
+            _ => continue,
+        };
+        f.write_str(s.get(plain..i).unwrap_or_default())?;
+        if escape.is_empty() {
+            write!(f, "\\u{{{:x}}}", u32::from(c))?;
+        } else {
+            f.write_str(escape)?;
+        }
+        plain = i + c.len_utf8();
+    }
+    f.write_str(s.get(plain..).unwrap_or_default())?;
+    f.write_str("\"")
+}
+
 /// serde's `Unexpected` in serde's words, except `null` for the unit value and a float without its digits (this
 /// reader never reports one: a number that is no integer is reported by its text, see `de.rs`).
 struct JsonUnexpected<'a>(Unexpected<'a>);
@@ -132,7 +162,10 @@ impl fmt::Display for JsonUnexpected<'_> {
             Unexpected::Signed(n) => write!(f, "integer `{n}`"),
             Unexpected::Float(_) => f.write_str("floating point number"),
             Unexpected::Char(c) => write!(f, "character `{c}`"),
-            Unexpected::Str(s) => write!(f, "string {s:?}"),
+            Unexpected::Str(s) => {
+                f.write_str("string ")?;
+                quoted(f, s)
+            }
             Unexpected::Bytes(_) => f.write_str("byte array"),
             Unexpected::Unit => f.write_str("null"),
             Unexpected::Option => f.write_str("Option value"),
