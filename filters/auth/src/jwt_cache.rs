@@ -4,10 +4,12 @@
 //! call. Keyed by a 64-bit SipHash of the token (a few times cheaper per byte than SHA-256 in V8); an
 //! entry keeps the token itself and a hit needs the exact bytes (constant-time compare), so a hash collision can
 //! only cost a miss, never hand one caller another's grant. Bounded (`jwt_cache.max_entries`; memory at most
-//! max_entries × jwt.max_token_bytes plus the grants; the oldest entry makes room, O(log n)), never used past the
-//! token's `exp` (no clock skew on a hit), and emptied when the key set changes.
-use std::collections::{BTreeMap, VecDeque};
+//! max_entries × jwt.max_token_bytes plus the grants; the oldest entry makes room, O(1)), never used past the token's
+//! `exp` (no clock skew on a hit), and emptied when the key set changes. The map is hashbrown's, the crate the
+//! proxy-wasm SDK already links (a `BTreeMap` + `VecDeque` cost ~11 KB of module), the eviction order a ring of keys.
 use std::hash::{DefaultHasher, Hasher};
+
+use hashbrown::HashMap;
 
 use subtle::ConstantTimeEq;
 
@@ -28,9 +30,11 @@ struct Entry {
 
 pub struct TokenCache {
     max_entries: usize,
-    entries: BTreeMap<CacheKey, Entry>,
-    /// Insertion order, for eviction. Holds every key in `entries` (and possibly stale ones): its length bounds both.
-    order: VecDeque<CacheKey>,
+    entries: HashMap<CacheKey, Entry>,
+    /// Insertion order, for eviction: a ring of at most `max_entries` keys, the oldest at `oldest` once it is full.
+    /// Holds every key in `entries` (and possibly stale ones): its length bounds both.
+    order: Vec<CacheKey>,
+    oldest: usize,
 }
 
 /// The cache key of a token: SipHash-1-3 of its bytes (fixed keys: the map is per worker and a collision is only a
@@ -43,7 +47,7 @@ pub fn key(token: &str) -> CacheKey {
 
 impl TokenCache {
     pub fn new(max_entries: usize) -> Self {
-        TokenCache { max_entries, entries: BTreeMap::new(), order: VecDeque::new() }
+        TokenCache { max_entries, entries: HashMap::new(), order: Vec::new(), oldest: 0 }
     }
 
     pub fn enabled(&self) -> bool {
@@ -76,11 +80,14 @@ impl TokenCache {
         if !self.enabled() || now > exp {
             return;
         }
-        while self.order.len() >= self.max_entries {
-            let Some(old) = self.order.pop_front() else { break };
+        if self.order.len() < self.max_entries {
+            self.order.push(key);
+        } else if let Some(slot) = self.order.get_mut(self.oldest) {
+            // Full: the oldest insertion gives its slot (and its entry) to this one.
+            let old = std::mem::replace(slot, key);
             self.entries.remove(&old);
+            self.oldest = (self.oldest + 1) % self.max_entries;
         }
-        self.order.push_back(key);
         self.entries.insert(key, Entry { token: token.as_bytes().into(), exp, grant });
     }
 
@@ -88,6 +95,7 @@ impl TokenCache {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.order.clear();
+        self.oldest = 0;
     }
 }
 
