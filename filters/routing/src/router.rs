@@ -87,13 +87,12 @@ impl Split {
             (None, Some(c)) => SplitKey::Cookie(c.clone()),
             (None, None) => SplitKey::None,
         };
-        Split {
-            key,
-            clusters: config.targets.iter().map(|t| t.cluster.clone()).collect(),
-            weights: config.targets.iter().map(|t| t.weight).collect(),
-            no_key: config.no_key,
-            ticket: Cell::new(0),
+        let (mut clusters, mut weights) = (Vec::new(), Vec::new());
+        for target in &config.targets {
+            clusters.push(target.cluster.clone());
+            weights.push(target.weight);
         }
+        Split { key, clusters, weights, no_key: config.no_key, ticket: Cell::new(0) }
     }
 
     fn key_of(&self, req: &RequestView<'_>) -> Option<String> {

@@ -1,7 +1,7 @@
 //! The JSON reader's one error type: a message, the path of the field it is about (`rules[0].key[1].source`) and,
 //! for malformed JSON, the line and column. Nested readers add their segment as the error travels out, so the path
 //! costs nothing until something fails.
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 use serde::de::{Expected, Unexpected};
 
@@ -140,7 +140,13 @@ fn quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
         };
         f.write_str(s.get(plain..i).unwrap_or_default())?;
         if escape.is_empty() {
-            write!(f, "\\u{{{:x}}}", u32::from(c))?;
+            // `\u{85}`: lower-case hex without leading zeros, as `{:x}` (not linked for this alone) writes it.
+            f.write_str("\\u{")?;
+            let code = u32::from(c);
+            for shift in (0..(32 - code.leading_zeros()).div_ceil(4)).rev() {
+                f.write_char(char::from_digit((code >> (shift * 4)) & 0xf, 16).unwrap_or('0'))?;
+            }
+            f.write_str("}")?;
         } else {
             f.write_str(escape)?;
         }
