@@ -10,6 +10,8 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 pub struct StringMap(Vec<(String, String)>);
 
 type Pair<'a> = (&'a String, &'a String);
+/// The iterator over the entries in key order.
+pub type Iter<'a> = core::iter::Map<core::slice::Iter<'a, (String, String)>, fn(&(String, String)) -> Pair<'_>>;
 
 fn pair(entry: &(String, String)) -> Pair<'_> {
     (&entry.0, &entry.1)
@@ -34,7 +36,7 @@ impl StringMap {
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> core::iter::Map<core::slice::Iter<'_, (String, String)>, fn(&(String, String)) -> Pair<'_>> {
+    pub fn iter(&self) -> Iter<'_> {
         self.0.iter().map(pair)
     }
 
@@ -53,7 +55,7 @@ impl StringMap {
 
 impl<'a> IntoIterator for &'a StringMap {
     type Item = Pair<'a>;
-    type IntoIter = core::iter::Map<core::slice::Iter<'a, (String, String)>, fn(&(String, String)) -> Pair<'_>>;
+    type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
