@@ -1,6 +1,6 @@
 //! The whole decision for one request, in plain Rust: normalise the path, find the rule, check the credential,
 //! and say what to forward or how to refuse. `lib.rs` only moves data between this and the proxy.
-use crate::apikey::{self, Decision};
+use crate::apikey::{self, Decision, Digests};
 use crate::config::{AuthConfig, Require};
 use crate::config::Verifier;
 use crate::jwt::{self, JwtError, SignatureHost, Validator};
@@ -8,11 +8,15 @@ use crate::jwt_cache::{self, Grant, TokenCache};
 use std::cell::RefCell;
 use crate::path::{self, PathError};
 use crate::rules;
+use std::borrow::Cow;
 use wasmfilter_common::ConfigError;
+use wasmfilter_common::headers::Pair;
 
 pub struct Policy {
     pub config: AuthConfig,
     validator: Option<Validator>,
+    /// `config.keys` decoded once.
+    keys: Digests,
     /// Verified tokens of this worker (`jwt_cache`); a RefCell because the policy is shared by the worker's
     /// request contexts, one at a time (a Wasm VM is single-threaded).
     cache: RefCell<TokenCache>,
@@ -23,7 +27,7 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// `:path` as received (path and query).
     pub path: &'a str,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [Pair<'a>],
 }
 
 /// Why a request was refused: counted as `wasmfilter_auth.reason.<name>` and logged, never sent to the client.
@@ -118,7 +122,8 @@ impl Policy {
         let config = AuthConfig::parse(raw)?;
         let validator = config.jwt.as_ref().map(Validator::new).transpose()?;
         let cache = RefCell::new(TokenCache::new(config.jwt_cache.max_entries));
-        Ok(Policy { config, validator, cache })
+        let keys = apikey::digests(&config);
+        Ok(Policy { config, validator, keys, cache })
     }
 
     /// Picks where RS256/ES256 signatures are checked (`jwt.verifier`); `host` runs Envoy's verify_signature
@@ -163,11 +168,16 @@ impl Policy {
     }
 
     pub fn evaluate(&self, request: &Request<'_>, now: u64) -> Outcome {
-        let normalised = match path::normalise(request.path) {
-            Ok(p) => p,
-            Err(PathError::Undecodable | PathError::Traversal) => return deny(400, Reason::BadPath),
-        };
-        let requirement = rules::requirement(&self.config, request.method, &normalised);
+        match path::normalise(request.path) {
+            Ok(normalised) => self.evaluate_normalised(request, &normalised, now),
+            Err(PathError::Undecodable | PathError::Traversal) => deny(400, Reason::BadPath),
+        }
+    }
+
+    /// `evaluate` for a caller that already holds the request path's normalised form (`path::normalise` of
+    /// `request.path`, e.g. from `upstream_path`): the path is not canonicalised a second time.
+    pub fn evaluate_normalised(&self, request: &Request<'_>, normalised: &str, now: u64) -> Outcome {
+        let requirement = rules::requirement(&self.config, request.method, normalised);
         let (use_key, use_jwt) = match requirement.require {
             Require::Public => return Outcome::Allow { public: true, identity: None, headers: Vec::new() },
             Require::Deny => return deny(403, Reason::Forbidden),
@@ -209,19 +219,19 @@ impl Policy {
     }
 
     fn header_values<'r>(request: &'r Request<'_>, name: &str) -> Vec<&'r str> {
-        request.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        request.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref()).collect()
     }
 
     fn api_key(&self, request: &Request<'_>) -> Found {
-        let mut presented: Vec<String> =
-            Self::header_values(request, &self.config.key_header).into_iter().map(str::to_owned).collect();
+        let mut presented: Vec<Cow<'_, str>> =
+            Self::header_values(request, &self.config.key_header).into_iter().map(Cow::Borrowed).collect();
         if let Some(param) = &self.config.key_query_param {
             match path::query_values(path::split(request.path).1, param) {
-                Ok(values) => presented.extend(values),
+                Ok(values) => presented.extend(values.into_iter().map(Cow::Owned)),
                 Err(_) => return Found::Invalid(Reason::BadPath),
             }
         }
-        match apikey::decide(&self.config, &presented) {
+        match apikey::decide(&self.keys, &presented) {
             Decision::Allow { identity } => Found::Valid { identity: Some(identity), headers: Vec::new() },
             Decision::Missing => Found::Missing,
             Decision::Invalid if presented.len() > 1 => Found::Invalid(Reason::Ambiguous),
@@ -296,8 +306,8 @@ mod tests {
         Policy::parse(raw.as_bytes()).unwrap()
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    fn headers(pairs: &[(&str, &str)]) -> Vec<Pair<'static>> {
+        wasmfilter_common::headers::owned(pairs)
     }
 
     fn eval(method: &str, path: &str, pairs: &[(&str, &str)]) -> Outcome {

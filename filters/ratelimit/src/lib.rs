@@ -13,6 +13,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use wasmfilter_common::configured;
+use wasmfilter_common::headers::HeaderBuffer;
 use wasmfilter_common::metrics::{add, counter};
 
 use crate::config::{RateLimitConfig, Rule};
@@ -215,10 +216,11 @@ struct RateLimitRequest {
 impl Context for RateLimitRequest {}
 
 impl RateLimitRequest {
-    fn view(&self) -> RequestView {
+    /// The request as the rules see it, borrowed from BUFFER (the request header map, one host call).
+    fn view<'b>(&self, buffer: &'b HeaderBuffer) -> RequestView<'b> {
         let mut view = RequestView::default();
-        for (name, value) in wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes()) {
-            match name.as_str() {
+        for (name, value) in buffer.pairs() {
+            match name.as_ref() {
                 ":method" => view.method = value,
                 ":path" => view.path = value,
                 _ => view.headers.push((name, value)),
@@ -249,7 +251,8 @@ impl HttpContext for RateLimitRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         wasmfilter_common::test_panic!(self);
         let plugin = Rc::clone(&self.plugin);
-        let view = self.view();
+        let buffer = HeaderBuffer::request();
+        let view = self.view(&buffer);
         let Some(rule) = matcher::select(&plugin.config, &view) else { return Action::Continue };
         let rule_index = plugin.config.all_rules().position(|r| std::ptr::eq(r, rule)).unwrap_or(usize::MAX);
         let key = matcher::key_for(rule, &view);

@@ -1,24 +1,26 @@
 //! Which rule a request falls under, and its bucket key. Works on a plain view of the request.
 use crate::config::{KeyPart, Match, RateLimitConfig, Rule};
 use crate::table::bucket_key;
+use std::borrow::Cow;
+use wasmfilter_common::headers::Pair;
 
-/// What the rules look at, copied out of the request by the proxy-wasm layer.
+/// What the rules look at, borrowed from the request's header map by the proxy-wasm layer.
 #[derive(Debug, Clone, Default)]
-pub struct RequestView {
-    pub method: String,
+pub struct RequestView<'a> {
+    pub method: Cow<'a, str>,
     /// `:path` as sent, query included.
-    pub path: String,
-    /// Header names lower case (as Envoy hands them over).
-    pub headers: Vec<(String, String)>,
+    pub path: Cow<'a, str>,
+    /// Header names lower case (as Envoy hands them over), `:method` and `:path` left out.
+    pub headers: Vec<Pair<'a>>,
     /// Envoy's `source.address`, e.g. `10.0.0.7:51234` or `[::1]:51234`.
     pub source_address: Option<String>,
 }
 
-impl RequestView {
+impl RequestView<'_> {
     /// The header's value; repeated headers are joined with `,` (so a repeat cannot dodge a key).
     pub fn header(&self, name: &str) -> Option<String> {
         let values: Vec<&str> =
-            self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
+            self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref()).collect();
         if values.is_empty() { None } else { Some(values.join(",")) }
     }
 
@@ -42,13 +44,13 @@ pub fn strip_port(addr: &str) -> &str {
     }
 }
 
-fn matches(m: &Match, req: &RequestView) -> bool {
+fn matches(m: &Match, req: &RequestView<'_>) -> bool {
     if let Some(prefix) = &m.path_prefix {
         if !req.path_only().starts_with(prefix.as_str()) {
             return false;
         }
     }
-    if !m.methods.is_empty() && !m.methods.contains(&req.method) {
+    if !m.methods.is_empty() && !m.methods.iter().any(|method| *method == req.method) {
         return false;
     }
     m.headers.iter().all(|h| match (req.header(&h.name), &h.value) {
@@ -59,12 +61,12 @@ fn matches(m: &Match, req: &RequestView) -> bool {
 }
 
 /// The first rule whose `match` holds, else the default rule; `None`: the request is not limited.
-pub fn select<'a>(config: &'a RateLimitConfig, req: &RequestView) -> Option<&'a Rule> {
+pub fn select<'a>(config: &'a RateLimitConfig, req: &RequestView<'_>) -> Option<&'a Rule> {
     config.rules.iter().find(|r| r.matcher.as_ref().is_none_or(|m| matches(m, req))).or(config.default_rule.as_ref())
 }
 
 /// The bucket key of `req` under `rule`.
-pub fn key_for(rule: &Rule, req: &RequestView) -> Vec<u8> {
+pub fn key_for(rule: &Rule, req: &RequestView<'_>) -> Vec<u8> {
     let parts: Vec<String> = rule
         .key
         .iter()
@@ -72,7 +74,7 @@ pub fn key_for(rule: &Rule, req: &RequestView) -> Vec<u8> {
             KeyPart::Header { name } => req.header(name).unwrap_or_default(),
             KeyPart::ClientAddress => req.client_ip(),
             KeyPart::Path => req.path_only().to_owned(),
-            KeyPart::Method => req.method.clone(),
+            KeyPart::Method => req.method.clone().into_owned(),
         })
         .collect();
     bucket_key(&rule.name, &parts)
@@ -95,11 +97,11 @@ mod tests {
         .unwrap()
     }
 
-    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestView {
+    fn req<'a>(method: &'a str, path: &'a str, headers: &[(&str, &str)]) -> RequestView<'a> {
         RequestView {
             method: method.into(),
             path: path.into(),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: wasmfilter_common::headers::owned(headers),
             source_address: Some("10.1.2.3:5555".into()),
         }
     }
@@ -107,7 +109,7 @@ mod tests {
     #[test]
     fn first_matching_rule_wins() {
         let c = config();
-        let name = |r: &RequestView| select(&c, r).map(|r| r.name.clone());
+        let name = |r: &RequestView<'_>| select(&c, r).map(|r| r.name.clone());
         assert_eq!(name(&req("POST", "/login?next=/", &[])).as_deref(), Some("login"));
         assert_eq!(name(&req("GET", "/login", &[])).as_deref(), Some("all"));
         assert_eq!(name(&req("POST", "/x/login", &[])).as_deref(), Some("all"));

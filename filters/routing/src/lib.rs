@@ -14,6 +14,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 use wasmfilter_common::configured;
+use wasmfilter_common::headers::HeaderBuffer;
 use wasmfilter_common::metrics::{bump, counter};
 
 use crate::config::RoutingConfig;
@@ -123,7 +124,8 @@ impl HttpContext for RoutingRequest {
         let router = &state.router;
         let mut changed = false;
 
-        let mut headers = wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes());
+        let buffer = HeaderBuffer::request();
+        let mut headers = buffer.pairs();
         // The path the rules see is the path the upstream gets; no header the filter owns comes from the client.
         let guarded = match upstream_path::guard(router, &headers) {
             Ok(guarded) => guarded,
@@ -138,7 +140,7 @@ impl HttpContext for RoutingRequest {
         for name in &guarded.remove {
             self.set_http_request_header(name, None);
         }
-        headers.retain(|(k, _)| !guarded.remove.contains(k));
+        headers.retain(|(k, _)| !guarded.remove.iter().any(|r| r == k));
         changed |= !guarded.remove.is_empty();
         if guarded.spoofed_cluster {
             // Never let a client pick the upstream by sending the header the route table reads.

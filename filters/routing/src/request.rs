@@ -1,15 +1,17 @@
 //! A read-only view of the request the rules look at: path, query parameters, headers and cookies.
+use wasmfilter_common::headers::{self, HeaderList};
 
 /// Headers as Envoy hands them over: lower-case names, repeats kept in order.
 pub struct RequestView<'a> {
     path: &'a str,
     query: &'a str,
-    headers: &'a [(String, String)],
+    headers: &'a dyn HeaderList,
 }
 
 impl<'a> RequestView<'a> {
-    /// `full_path` is the `:path` pseudo-header (path plus optional `?query`).
-    pub fn new(full_path: &'a str, headers: &'a [(String, String)]) -> Self {
+    /// `full_path` is the `:path` pseudo-header (path plus optional `?query`); `headers` borrowed from the host's
+    /// map (`wasmfilter_common::headers`) or owned pairs.
+    pub fn new(full_path: &'a str, headers: &'a dyn HeaderList) -> Self {
         let (path, query) = split_path(full_path);
         RequestView { path, query, headers }
     }
@@ -26,7 +28,7 @@ impl<'a> RequestView<'a> {
 
     /// A header's value; repeated headers are joined with `,` (as Envoy's own header matcher does).
     pub fn header(&self, name: &str) -> Option<String> {
-        let mut values = self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+        let mut values = headers::iter(self.headers).filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
         let first = values.next()?;
         let mut joined = first.to_owned();
         for v in values {
@@ -38,8 +40,7 @@ impl<'a> RequestView<'a> {
 
     /// The first cookie of that name across all `cookie` headers.
     pub fn cookie(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
+        headers::iter(self.headers)
             .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
             .flat_map(|(_, v)| v.split(';'))
             .find_map(|pair| {
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn reads_decoded_query_parameters() {
-        let h = Vec::new();
+        let h: Vec<(String, String)> = Vec::new();
         let view = RequestView::new("/p?a=1&version=v%32&name=a+b&flag&a=2&%76=x", &h);
         assert_eq!(view.path(), "/p");
         assert_eq!(view.query("a").as_deref(), Some("1"));

@@ -7,6 +7,7 @@
 //! backend folds together (`x_route` for `x-route`), is removed before the rules look at the request.
 use wasmfilter_common::canonical_path::{self, Decided, Refusal};
 use wasmfilter_common::header_spelling::{same_header, spellings_to_remove};
+use wasmfilter_common::headers::{Pair, first, names};
 
 use crate::router::Router;
 
@@ -34,12 +35,11 @@ pub fn owned_headers(router: &Router) -> Vec<&str> {
 }
 
 /// Checks the request's `:path` (in HEADERS) and lists the owned headers to remove.
-pub fn guard(router: &Router, headers: &[(String, String)]) -> Result<Guarded, Refusal> {
-    let raw = headers.iter().find(|(k, _)| k == ":path").map_or("", |(_, v)| v.as_str());
-    let path = canonical_path::decide(raw, router.path_normalization)?;
+pub fn guard(router: &Router, headers: &[Pair<'_>]) -> Result<Guarded, Refusal> {
+    let path = canonical_path::decide(first(headers, ":path"), router.path_normalization)?;
     let owned = owned_headers(router);
-    let remove = spellings_to_remove(headers.iter().map(|(k, _)| k.as_str()), &owned);
-    let spoofed_cluster = headers.iter().any(|(k, _)| same_header(k, &router.cluster_header));
+    let remove = spellings_to_remove(names(headers), &owned);
+    let spoofed_cluster = names(headers).any(|k| same_header(k, &router.cluster_header));
     Ok(Guarded { path, remove: remove.into_iter().map(str::to_owned).collect(), spoofed_cluster })
 }
 
@@ -63,9 +63,9 @@ mod tests {
         Router::build(&RoutingConfig::parse(json.as_bytes()).unwrap(), 1).unwrap()
     }
 
-    fn headers(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut h = vec![(":path".to_owned(), path.to_owned()), (":method".to_owned(), "GET".to_owned())];
-        h.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    fn headers(path: &str, extra: &[(&str, &str)]) -> Vec<Pair<'static>> {
+        let mut h = wasmfilter_common::headers::owned(&[(":path", path), (":method", "GET")]);
+        h.extend(wasmfilter_common::headers::owned(extra));
         h
     }
 
