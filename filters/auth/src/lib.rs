@@ -210,8 +210,7 @@ impl HttpContext for AuthRequest {
         let headers = buffer.pairs();
         // Never trust an identity or claim header the client sent itself, in any spelling a backend folds together
         // (only headers that are present are removed: a removal costs a host call).
-        let owned = self.policy.owned_headers();
-        for name in spellings_to_remove(names(&headers), &owned) {
+        for name in spellings_to_remove(names(&headers), self.policy.owned_headers()) {
             self.set_http_request_header(name, None);
         }
         let (method, raw_path) = (first(&headers, ":method"), first(&headers, ":path"));

@@ -219,13 +219,19 @@ impl RateLimitRequest {
     /// The request as the rules see it, borrowed from BUFFER (the request header map, one host call).
     fn view<'b>(&self, buffer: &'b HeaderBuffer) -> RequestView<'b> {
         let mut view = RequestView::default();
-        for (name, value) in buffer.pairs() {
-            match name.as_ref() {
-                ":method" => view.method = value,
-                ":path" => view.path = value,
-                _ => view.headers.push((name, value)),
+        let mut headers = buffer.pairs();
+        headers.retain(|(name, value)| match name.as_ref() {
+            ":method" => {
+                view.method = value.clone();
+                false
             }
-        }
+            ":path" => {
+                view.path = value.clone();
+                false
+            }
+            _ => true,
+        });
+        view.headers = headers;
         if !self.plugin.needs_client_address {
             return view;
         }
@@ -241,7 +247,7 @@ impl RateLimitRequest {
         let headers = decision.headers();
         let mut pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         pairs.push(("content-type", "application/json"));
-        let body = format!(r#"{{"error":"rate limited","rule":"{}"}}"#, rule.name);
+        let body = [r#"{"error":"rate limited","rule":""#, rule.name.as_str(), r#""}"#].concat();
         self.send_http_response(429, pairs, Some(body.as_bytes()));
         Action::Pause
     }

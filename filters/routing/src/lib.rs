@@ -2,6 +2,7 @@
 //! (cluster header, path rewrite, extra headers), clears Envoy's route cache and counts.
 pub mod config;
 pub mod matcher;
+pub mod regex_prefix;
 pub mod request;
 pub mod router;
 pub mod split;
@@ -63,6 +64,8 @@ impl Metrics {
 
 struct State {
     router: Router,
+    /// `upstream_path::owned_headers(&router)`, computed once.
+    owned_headers: Vec<String>,
     metrics: Metrics,
     /// Set once the `clear_route_cache` foreign function failed, so the warning is logged once per VM.
     clear_failed: Cell<bool>,
@@ -86,7 +89,8 @@ impl RootContext for RoutingRoot {
         config.log_level.apply();
         log::info!("routing configured: {} rule(s), cluster header `{}`", router.rules.len(), router.cluster_header);
         let metrics = Metrics::define(&router);
-        self.state = Some(Rc::new(State { router, metrics, clear_failed: Cell::new(false) }));
+        let owned_headers = upstream_path::owned_headers(&router).into_iter().map(str::to_owned).collect();
+        self.state = Some(Rc::new(State { router, owned_headers, metrics, clear_failed: Cell::new(false) }));
         true
     }
 
@@ -127,7 +131,7 @@ impl HttpContext for RoutingRequest {
         let buffer = HeaderBuffer::request();
         let mut headers = buffer.pairs();
         // The path the rules see is the path the upstream gets; no header the filter owns comes from the client.
-        let guarded = match upstream_path::guard(router, &headers) {
+        let guarded = match upstream_path::guard(router, &state.owned_headers, &headers) {
             Ok(guarded) => guarded,
             Err(refusal) => {
                 bump(state.metrics.bad_path);

@@ -34,12 +34,13 @@ pub fn owned_headers(router: &Router) -> Vec<&str> {
     owned
 }
 
-/// Checks the request's `:path` (in HEADERS) and lists the owned headers to remove.
-pub fn guard(router: &Router, headers: &[Pair<'_>]) -> Result<Guarded, Refusal> {
+/// Checks the request's `:path` (in HEADERS) and lists the owned headers to remove. OWNED: `owned_headers(router)`
+/// (computed once per configuration).
+pub fn guard(router: &Router, owned: &[impl AsRef<str>], headers: &[Pair<'_>]) -> Result<Guarded, Refusal> {
     let path = canonical_path::decide(first(headers, ":path"), router.path_normalization)?;
-    let owned = owned_headers(router);
-    let remove = spellings_to_remove(names(headers), &owned);
-    let spoofed_cluster = names(headers).any(|k| same_header(k, &router.cluster_header));
+    let remove = spellings_to_remove(names(headers), owned);
+    // The cluster header is owned, so a client's copy (never a pseudo-header) is in the removal list.
+    let spoofed_cluster = remove.iter().any(|k| same_header(k, &router.cluster_header));
     Ok(Guarded { path, remove: remove.into_iter().map(str::to_owned).collect(), spoofed_cluster })
 }
 
@@ -73,7 +74,7 @@ mod tests {
     fn routed(mode: &str, path: &str) -> Result<(String, String), Refusal> {
         let r = router(mode);
         let h = headers(path, &[]);
-        let guarded = guard(&r, &h)?;
+        let guarded = guard(&r, &owned_headers(&r), &h)?;
         Ok(match r.decide(&RequestView::new(&guarded.path.path, &h)) {
             Decision::Rule(routed) => {
                 let name = r.rules.get(routed.rule).map(|rule| rule.name.clone()).unwrap_or_default();
@@ -147,11 +148,11 @@ mod tests {
             "/",
             &[("x_wasmfilter_cluster", "internal"), ("x_route", "beta"), ("X-Tier", "a"), ("x-api-key", "k")],
         );
-        let guarded = guard(&r, &h).unwrap();
+        let guarded = guard(&r, &owned_headers(&r), &h).unwrap();
         assert!(guarded.spoofed_cluster);
         assert_eq!(guarded.remove, vec!["x_wasmfilter_cluster", "x_route", "X-Tier"]);
         // Nothing owned on the request: nothing removed (no header mutation, the cached route stays).
-        let clean = guard(&r, &headers("/", &[("x-api-key", "k")])).unwrap();
+        let clean = guard(&r, &owned_headers(&r), &headers("/", &[("x-api-key", "k")])).unwrap();
         assert!(!clean.spoofed_cluster && clean.remove.is_empty());
     }
 }
