@@ -16,7 +16,7 @@ impl Namespace {
         Namespace { prefix: format!("wasmfilter.ratelimit.{domain}.") }
     }
 
-    /// `format!` would cost ~800 wasm instructions more per call (the formatter machinery; `to_string` of an
+    /// `format!` would cost ~550 wasm instructions more per call (the formatter machinery; `to_string` of an
     /// integer skips it): paid on every request and for each of `max_keys / 8` groups at VM start.
     pub fn group(&self, index: u32) -> String {
         let digits = index.to_string();
