@@ -1,4 +1,5 @@
 //! The routing decision: first matching rule → cluster (fixed or split), path rewrite, headers to set.
+use std::borrow::Cow;
 use std::cell::Cell;
 
 use crate::config::{NoKeyPolicy, RoutingConfig, SplitConfig, invalid};
@@ -104,10 +105,10 @@ impl Split {
         }
     }
 
-    fn key_of(&self, req: &RequestView<'_>) -> Option<String> {
+    fn key_of<'q>(&self, req: &RequestView<'q>) -> Option<Cow<'q, str>> {
         let value = match &self.key {
             SplitKey::Header(h) => req.header(h),
-            SplitKey::Cookie(c) => req.cookie(c).map(str::to_owned),
+            SplitKey::Cookie(c) => req.cookie(c).map(Cow::Borrowed),
             SplitKey::None => None,
         };
         value.filter(|v| !v.is_empty())
@@ -174,7 +175,7 @@ impl Router {
             let full = req.path();
             let rest = full.strip_prefix(prefix.as_str())?;
             let query = req.query_string();
-            Some(if query.is_empty() { format!("{rewrite}{rest}") } else { format!("{rewrite}{rest}?{query}") })
+            Some(if query.is_empty() { [rewrite, rest].concat() } else { [rewrite, rest, "?", query].concat() })
         });
         Decision::Rule(Routed { rule: index, cluster, target, choice, path, set_headers: &rule.set_headers })
     }
