@@ -252,9 +252,10 @@ impl Policy {
         // Another scheme (e.g. Basic) or an empty token is no bearer credential at all.
         let Some(token) = jwt::bearer_token(value) else { return Found::Missing };
         // A proxy may join repeated headers with commas; a JWT never holds a comma or a space.
-        // Bytes, not chars: both are ASCII, which never occurs inside a multi-byte UTF-8 sequence (the char search
-        // decoded every character: ~60 wasm instructions per byte of a 700-byte token).
-        if token.bytes().any(|b| b == b',' || b == b' ') {
+        // Bytes, not chars: both are ASCII, which never occurs inside a multi-byte UTF-8 sequence. `[u8]::contains`
+        // is memchr, a word at a time (the char-set search decoded every character: ~60 wasm instructions per byte
+        // of a 700-byte token).
+        if token.as_bytes().contains(&b',') || token.as_bytes().contains(&b' ') {
             return Found::Invalid(Reason::Ambiguous);
         }
         // A token verified before (same bytes, same key set, not past its exp) grants the same again.
