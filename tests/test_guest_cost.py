@@ -95,3 +95,18 @@ def test_the_markdown_section_has_one_row_per_scenario():
     assert lines[2] == "| scenario | instr/req | context_create | request_headers | done | delete | host calls/req | " \
                        "host calls by name |"
     assert lines[4].startswith("| get | ") and len(lines) == 5
+
+
+def test_a_bench_report_carries_the_profile_and_a_profile_failure_is_a_warning(tmp_path):
+    from tests.test_bench import synthetic_doc
+    from wasmfilter.bench.report import markdown
+    from wasmfilter.bench.runner import _guest_profile
+
+    doc = synthetic_doc(tmp_path)
+    assert doc["guest_cost"] is None and "guest instructions" not in markdown(doc)
+    doc["guest_cost"] = guest_cost.profile(load_definition(BLANK_BENCH), probes.build(probes.FLOOR), requests=1,
+                                           warmup=0, floor=True).to_json()
+    assert "blank: guest instructions and host calls per request" in markdown(doc)
+    problems: list[str] = []
+    assert _guest_profile(load_definition(BLANK_BENCH), tmp_path / "missing.wasm", problems) is None
+    assert len(problems) == 1 and problems[0].startswith("guest profile (emulator) skipped:")
