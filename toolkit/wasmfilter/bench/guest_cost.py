@@ -33,6 +33,11 @@ CALLBACKS = ("context_create", "request_headers", "request_body", "response_head
              "delete")
 _START = ("_initialize", "_start", "main", "proxy_on_vm_start", "proxy_on_configure")
 _LISTENER_HOST = "127.0.0.1:10000"  # wrk's Host header: the listener it loads
+# Envoy's log level names (bench settings.envoy_log_level) → the level the filter learns from proxy_get_log_level,
+# so a filter formats exactly the lines it would format under the bench.
+_ENVOY_LEVELS = {"trace": LogLevel.TRACE, "debug": LogLevel.DEBUG, "info": LogLevel.INFO, "warning": LogLevel.WARN,
+                 "warn": LogLevel.WARN, "error": LogLevel.ERROR, "critical": LogLevel.CRITICAL,
+                 "off": LogLevel.CRITICAL}
 
 
 @dataclass
@@ -99,14 +104,14 @@ def _check(scenario: Scenario, stream_status: int, body: bytes, statuses: list[i
 
 def profile_scenario(module: bytes, plugin: Plugin, bootstrap: dict[str, Any], scenario: Scenario, *,
                      requests: int = DEFAULT_REQUESTS, warmup: int = DEFAULT_WARMUP, name: str = "module",
-                     floor: bool = False) -> tuple[ScenarioCost, int]:
+                     floor: bool = False, log_level: LogLevel = LogLevel.WARN) -> tuple[ScenarioCost, int]:
     """SCENARIO's request REQUESTS times (after WARMUP) on a fresh emulated Envoy with one worker; its cost per
     request and the VM start's instructions."""
     meter = Meter()
     # The bench's direct routes, as the harness's default table (same choice: the cluster header, else the first).
     routes = RouteTable.default([c["name"] for c in bootstrap["static_resources"].get("clusters", [])])
     host = FilterHost(module, plugin, routes=routes, clusters=routes.clusters, upstream=_direct_response,
-                      log_level=LogLevel.WARN, name=name, meter=meter)
+                      log_level=log_level, name=name, meter=meter)
     start = sum(v for k, v in meter.fuel.items() if k in _START or k == "proxy_on_context_create")
     hardening = read_back(bootstrap, CLUSTER_HEADER)
     req = scenario.request
@@ -150,6 +155,7 @@ def profile(definition: BenchDefinition, wasm: str | Path, *, requests: int = DE
     if unknown:
         raise UsageError(f"{definition.name} has no scenario '{unknown[0]}'", fix="use one of: " + ", ".join(names))
     module = path.read_bytes()
+    level = _ENVOY_LEVELS.get(definition.settings.envoy_log_level.lower(), LogLevel.WARN)
     result = Profile(definition.name, str(path), len(module), requests, warmup)
     for scenario in definition.scenarios:
         if only and scenario.name not in only:
@@ -160,7 +166,7 @@ def profile(definition: BenchDefinition, wasm: str | Path, *, requests: int = DE
             plugin = Plugin(name="probe", root_id="probe", vm_id="probe")
         try:
             cost, start = profile_scenario(module, plugin, bootstrap, scenario, requests=requests, warmup=warmup,
-                                           name=str(path), floor=floor)
+                                           name=str(path), floor=floor, log_level=level)
         except BenchError:
             raise
         except WasmfilterError as e:
