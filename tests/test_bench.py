@@ -150,7 +150,9 @@ def synthetic_doc(tmp_path: Path) -> dict:
                    envoy={"baseline": [EnvoySample(0, 0.08, 64000, 65000), EnvoySample(1, 0.09, 64000, 65000)],
                           "wasm": [EnvoySample(0, 0.25, 94000, 96000), EnvoySample(1, 0.27, 94000, 96000)],
                           "api_key_auth": [EnvoySample(0, 0.09, 64000, 65100), EnvoySample(1, 0.08, 64000, 65100)],
-                          "floor": [EnvoySample(0, 0.09, 65000, 66000), EnvoySample(1, 0.10, 65000, 66000)]})
+                          "floor": [EnvoySample(0, 0.09, 65000, 66000), EnvoySample(1, 0.10, 65000, 66000)]},
+                   vm_start_cpu={"baseline": [50.0, 60.0], "wasm": [250.0, 300.0], "api_key_auth": [52.0, 61.0],
+                                 "floor": [51.0, 60.0]})
     for name, us_per_req in (("baseline", 20.0), ("wasm", 30.0), ("api_key_auth", 24.0), ("floor", 25.0)):
         for sample in run.samples["allowed"][name]:
             sample.cpu_ns = int(us_per_req * 1000 * sample.throughput.requests)
@@ -173,11 +175,13 @@ def test_report_arithmetic(tmp_path):
     assert floor["added_cpu_multiple"] == pytest.approx(2.0, abs=0.01) and floor["floor_added_p50_us"]["median"] == 5
     assert doc["envoy"]["wasm"]["start_delta_ms"]["median"] == pytest.approx(175, abs=1)
     assert doc["envoy"]["wasm"]["rss_delta_mib"]["median"] == pytest.approx(31000 / 1024, abs=0.1)
+    assert doc["envoy"]["wasm"]["load_cpu_delta_ms"]["median"] == pytest.approx(220, abs=0.1)  # pairs: 200, 240
     paths = write_outputs(doc, tmp_path / "out")
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = paths["markdown"].read_text()
     assert "| allowed | wasm | 80 |" in md and "❌ allowed: added p50 = 30.5 µs" in md
     assert "| +10.0 | 2.00x |" in md and "2.00x the floor (a bare no-op module, which adds 5.0 µs" in md
+    assert "VM start adds 175 ms (+220 ms of Envoy CPU)" in md
     assert json.loads(paths["json"].read_text())["filter"] == "auth"
 
 
@@ -281,3 +285,24 @@ def test_from_json_rejects_other_files(tmp_path):
     assert_one_line_error(run_cli("bench", "--from-json", str(other)), "not a wasmfilter bench result")
     other.write_text("not json")
     assert_one_line_error(run_cli("bench", "--from-json", str(other)), "is not JSON")
+
+
+def test_vm_start_cpu_is_envoys_own_and_a_bad_config_names_the_reason():
+    from wasmfilter.bench import probes, vm_start
+    from wasmfilter.envoy.bootstrap import Bootstrap, Upstream, WasmFilter
+    from wasmfilter.errors import ConfigInvalidError
+
+    binary = resolve()
+    upstreams = [Upstream("backend", "127.0.0.1", 9)]
+    floor = WasmFilter(name="probe", wasm_path=str(probes.build("floor")), plugin_config="", root_id="probe",
+                       vm_id="probe").fragment()
+    configs = {"baseline": Bootstrap(upstreams=upstreams).render(),
+               "floor": Bootstrap(upstreams=upstreams, http_filters=[floor]).render()}
+    found = vm_start.measure(configs, binary, runs=2)
+    assert all(len(v) == 2 and all(ms > 0 for ms in v) for v in found.values()), found
+    assert vm_start.deltas(found, "baseline")["baseline"] == [0.0, 0.0]
+    broken = configs["floor"].replace(str(probes.build("floor")), "/nonexistent/floor.wasm")
+    assert broken != configs["floor"]
+    with pytest.raises(ConfigInvalidError) as e:
+        vm_start.load_cpu_ms(broken, binary)
+    assert "\n" not in e.value.problem and "VM start" in e.value.problem

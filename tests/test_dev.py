@@ -85,7 +85,7 @@ def test_dev_loop_edits_errors_and_ctrl_c_during_a_build(project: Path) -> None:
     source = lib.read_text()
     dev = Dev(str(project), "--set", "value=from-set", "--concurrency", "1")
     try:
-        dev.expect(r"live in \d+ ms")
+        dev.expect(r"live in \d+ ms \(build \d+ ms, fast profile\)")  # the edit loop builds the `fast` profile
         url = dev.expect(r"listener\s+(\S+)").group(1)
         xds = dev.expect(r"xds\s+(\S+)").group(1)
         dev.expect("watching")

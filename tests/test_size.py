@@ -26,9 +26,9 @@ REFERENCE = ("auth", "ratelimit", "routing")
 SIZE_TARGET = 150_000  # bytes: the "<= 150 KB after `wasmfilter build --opt`", read strictly (1 KB = 1000 B)
 # Filters whose --opt module reaches SIZE_TARGET (measured in docs/size.md). A filter missing from here does not
 # reach it yet; its size is reported there, not asserted as a number it misses.
-# ratelimit left it when its config moved to serde + serde_json + serde_path_to_error (164,356 B, docs/size.md);
+# ratelimit is back under it since the filters read JSON with wasmfilter_common::json instead of serde_json;
 # blank, the scaffold's minimal filter (serde config too), is what every new filter starts from.
-MEETS_SIZE_TARGET: tuple[str, ...] = ("blank",)
+MEETS_SIZE_TARGET: tuple[str, ...] = ("blank", "ratelimit")
 
 _builds: dict[tuple[str, tuple[str, ...]], BuildResult] = {}
 

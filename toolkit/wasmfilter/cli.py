@@ -157,14 +157,17 @@ def dev(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVers
         concurrency: int = Concurrency, sets: list[str] = Sets, config_file: Optional[Path] = ConfigFile,
         scenario_files: list[Path] = typer.Option([], "--scenario", help="Re-run this scenario file after each push."),
         xds_port: int = typer.Option(0, "--xds-port", help="Port of the xDS (ADS) server (0: a free one)."),
-        duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds.")) -> None:
-    """Envoy + echo upstreams + an xDS server; on each edit of the crate or filter.yaml: rebuild, push the module or
-    config over ECDS, wait for the ACK, print `live in N ms`. Errors keep the last good filter. Ctrl-C stops."""
+        duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds."),
+        release: bool = typer.Option(False, "--release", help="Build the shipped release profile (fat LTO) instead "
+                                     "of the `fast` one.")) -> None:
+    """Envoy + echo upstreams + an xDS server; on each edit of the crate or filter.yaml: rebuild (the `fast` cargo
+    profile), push the module or config over ECDS, wait for the ACK, print `live in N ms`. Errors keep the last good
+    filter. Ctrl-C stops."""
     from wasmfilter.dev import dev as run_dev
 
     try:
         run_dev(path, envoy_version=envoy_version, concurrency=concurrency, config_file=config_file, sets=sets,
-                xds_port=xds_port, scenarios=scenario_files, duration=duration)
+                xds_port=xds_port, scenarios=scenario_files, duration=duration, release=release)
     except KeyboardInterrupt:
         out.print("stopped: Envoy, the xDS server and the upstreams are down")
 

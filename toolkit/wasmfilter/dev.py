@@ -1,8 +1,10 @@
 """`wasmfilter dev`: the inner loop. Owns the watch → build → push → ACK cycle and its one-line reports: the crate and
 filter.yaml are watched (watchfiles); a source change rebuilds incrementally (build.cargo.build) and pushes the new
 module (content-addressed, its sha256 in the file name), a filter.yaml change pushes the new plugin config; each
-ends in `live in N ms (build X ms, push+ack Y ms)` or in the reason the last good filter still serves. The control
-plane, Envoy and echo upstreams come from harness/ecds.py; Ctrl-C (KeyboardInterrupt) stops all of them."""
+ends in `live in N ms (build X ms, push+ack Y ms)` or in the reason the last good filter still serves. Builds use the
+workspace's `fast` cargo profile (no LTO, incremental: ~1 s after a one-line edit) when it defines one, the shipped
+release profile otherwise or with release=True; `test`, `package` and `bench` always build the release profile. The
+control plane, Envoy and echo upstreams come from harness/ecds.py; Ctrl-C (KeyboardInterrupt) stops all of them."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter.build import toolchain
-from wasmfilter.build.cargo import build
+from wasmfilter.build.cargo import FAST_PROFILE, build, has_profile
 from wasmfilter.console import out
 from wasmfilter.envoy.binary import resolve
 from wasmfilter.envoy.xds.process import check_port
@@ -66,8 +68,11 @@ class DevSession:
 
     def __init__(self, path: str | Path | None = None, *, envoy_version: str | None = None, concurrency: int = 2,
                  config_file: str | Path | None = None, sets: list[str] | None = None, xds_port: int = 0,
-                 scenarios: list[Path] | None = None, say: Callable[[str], None] | None = None):
+                 scenarios: list[Path] | None = None, say: Callable[[str], None] | None = None,
+                 release: bool = False):
         self.path = path
+        self.release = release
+        self.fast = False  # decided at start(): the `fast` profile unless release or the workspace lacks it
         self.envoy_version = envoy_version
         self.concurrency = concurrency
         self.config_file = config_file
@@ -91,14 +96,19 @@ class DevSession:
         self._snapshot = self.sources()  # edits made before the watcher runs are caught up with (run())
         config = self.config(self.manifest)  # bad overrides and a busy port fail before the build
         check_port("127.0.0.1", self.xds_port)
-        result = build(self.manifest.crate_dir)
+        self.fast = not self.release and has_profile(self.manifest.directory, FAST_PROFILE)
+        if not self.release and not self.fast and self.manifest.wasm is None:
+            self.say(f"no [profile.{FAST_PROFILE}] in the workspace's Cargo.toml: building the release profile "
+                     "(copy [profile.fast] from the toolkit's filters/Cargo.toml for ~1 s rebuilds)")
+        result = build(self.manifest.crate_dir, fast=self.fast)
         binary = resolve(self.envoy_version or self.manifest.envoy_version)
         spec = StackSpec(manifest=self.manifest, wasm_path=result.wasm, plugin_config=config,
                          concurrency=self.concurrency)
         self.live = EcdsStack(spec, binary=binary, xds_port=self.xds_port).start()
         assert self.live.xds is not None and self.live.stack is not None
+        profile = FAST_PROFILE if self.fast else "release"
         self.say(f"{self.manifest.name}: live in {(time.perf_counter() - started) * 1000:.0f} ms "
-                 f"(build {result.seconds * 1000:.0f} ms) in {binary.describe()}")
+                 f"(build {result.seconds * 1000:.0f} ms, {profile} profile) in {binary.describe()}")
         self.say(f"  listener  {self.live.url}")
         self.say(f"  admin     {self.live.stack.envoy.admin.url}")
         self.say(f"  xds       {self.live.xds.address} (ADS; the filter is ECDS resource '{self.manifest.name}')")
@@ -143,7 +153,7 @@ class DevSession:
             config = self.config(manifest)
             wasm: Path | None = None
             if sources:
-                result = build(manifest.crate_dir)
+                result = build(manifest.crate_dir, fast=self.fast)
                 build_ms = result.seconds * 1000
                 wasm = result.wasm
             push = self.live.push(wasm=wasm, config=config)

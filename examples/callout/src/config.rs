@@ -37,7 +37,7 @@ impl CalloutConfig {
     /// Parses and validates; the error names the offending field. An empty configuration means the defaults.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let raw = if raw.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { raw };
-        let config: CalloutConfig = serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
+        let config: CalloutConfig = wasmfilter_common::json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         if config.cluster.is_empty() {
             return Err(ConfigError::field(FILTER, "cluster", "must not be empty"));
         }

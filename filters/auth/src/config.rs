@@ -256,7 +256,7 @@ impl AuthConfig {
     /// Parses and validates; the error names the offending field. Key material is checked by `jwt::Jwks`.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let config: AuthConfig =
-            serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
+            wasmfilter_common::json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }
@@ -425,7 +425,7 @@ mod tests {
         let err = with(r#", "key_headr": "x""#).unwrap_err();
         assert!(err.message().contains("unknown field `key_headr`"), "{err}");
         let err = with(r#", "jwt": {"jwks": {"keys": []}, "isuer": "x"}"#).unwrap_err();
-        assert!(err.message().contains("unknown field `isuer`"), "{err}");
+        assert!(err.message().contains("field `jwt.isuer`: unknown field `isuer`"), "{err}");
         let err = with(r#", "rules": [{"prefix": "/", "require": "any", "method": ["GET"]}]"#).unwrap_err();
         assert!(err.message().contains("unknown field `method`"), "{err}");
     }

@@ -73,7 +73,7 @@ mod tests {
     use super::*;
 
     fn config() -> RemoteJwksConfig {
-        serde_json::from_str(r#"{"cluster": "idp", "path": "/jwks", "refresh_s": 300, "retry_s": 5, "max_bytes": 100}"#)
+        wasmfilter_common::json::from_slice(br#"{"cluster": "idp", "path": "/jwks", "refresh_s": 300, "retry_s": 5, "max_bytes": 100}"#)
             .unwrap()
     }
 

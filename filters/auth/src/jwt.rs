@@ -9,8 +9,6 @@ use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Verifier as _;
 #[cfg(all(feature = "rs256", not(feature = "es256")))]
 use rsa::signature::Verifier as _;
-use serde::Deserialize;
-use serde_json::{Map, Value};
 use sha2::Sha256;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,8 +16,10 @@ use std::rc::Rc;
 use crate::config::{JwkConfig, JwtConfig, Verifier, invalid, is_header_value};
 use crate::host_crypto;
 use wasmfilter_common::ConfigError;
+use wasmfilter_common::json::{self, Number, Object, Value};
 
-pub type Claims = Map<String, Value>;
+/// A verified token's claims: a JSON object (duplicate claim names make the token malformed, RFC 7519 §4).
+pub type Claims = Object;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alg {
@@ -249,13 +249,33 @@ fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
 }
 
 /// The token's protected header. Extra members are tolerated except `crit`, which we must understand.
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
+struct Header<'a> {
+    alg: &'a str,
+    kid: Option<&'a str>,
+    /// Present and not null.
+    crit: bool,
+}
+
+impl<'a> Header<'a> {
+    /// `alg` a string, `kid` a string or null when present; anything else is malformed.
+    fn read(header: &'a Object) -> Result<Self, JwtError> {
+        let alg = header.get("alg").and_then(Value::as_str).ok_or(JwtError::Malformed)?;
+        let kid = match header.get("kid") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(kid)) => Some(kid.as_str()),
+            Some(_) => return Err(JwtError::Malformed),
+        };
+        Ok(Header { alg, kid, crit: !matches!(header.get("crit"), None | Some(Value::Null)) })
+    }
+}
+
+/// A base64url JWT part holding a JSON object.
+fn decode_object(part: &str) -> Result<Object, JwtError> {
+    let bytes = Base64UrlUnpadded::decode_vec(part).map_err(|_| JwtError::Malformed)?;
+    match json::parse(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(JwtError::Malformed),
+    }
 }
 
 pub struct Validator {
@@ -333,8 +353,12 @@ impl Validator {
     /// uses, RSA/EC without a verifier for them, private material, duplicate kids) are skipped and named in the
     /// second list; no usable key, JSON that is not a JWKS or more than `max_keys` keys: Err, the old set stays.
     pub fn replace_keys(&self, body: &[u8], max_keys: usize) -> Result<(usize, Vec<String>), String> {
-        let doc: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
-        let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+        let doc = json::parse(body).map_err(|e| format!("not JSON ({e})"))?;
+        let keys_member = match doc {
+            Value::Object(members) => members.into_iter().find(|(name, _)| name == "keys").map(|(_, value)| value),
+            _ => None,
+        };
+        let Some(Value::Array(entries)) = keys_member else {
             return Err("no `keys` array".to_owned());
         };
         if entries.len() > max_keys {
@@ -342,17 +366,17 @@ impl Validator {
         }
         let mut keys: Vec<Key> = Vec::new();
         let mut skipped = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
+        for (i, entry) in entries.into_iter().enumerate() {
             let at = format!("keys[{i}]");
             // Identity providers add members we do not use (x5c, x5t, ...): keep only the JWK members we read.
             let known = match entry {
-                Value::Object(members) => Value::Object(
-                    members.iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
-                ),
-                _ => Value::Null,
+                Value::Object(members) => {
+                    Value::Object(members.into_iter().filter(|(k, _)| JWK_MEMBERS.contains(&k.as_str())).collect())
+                }
+                other => other,
             };
-            let key = serde_json::from_value::<JwkConfig>(known)
-                .map_err(|e| format!("{at}: {e}"))
+            let key = json::from_value::<JwkConfig>(&known)
+                .map_err(|e| e.at_index(i).at_key("keys").to_string())
                 .and_then(|jwk| build_key(&at, &jwk).map_err(|e| e.message().to_owned()));
             match key {
                 Ok(key) if self.host.is_none() && !key.compiled_in() => {
@@ -366,7 +390,8 @@ impl Validator {
             }
         }
         if keys.is_empty() {
-            return Err(format!("no usable key ({})", skipped.join("; ")));
+            let reasons = skipped.iter().fold(String::new(), |all, why| if all.is_empty() { why.clone() } else { all + "; " + why });
+            return Err(format!("no usable key ({reasons})"));
         }
         let count = keys.len();
         *self.keys.borrow_mut() = Rc::new(keys);
@@ -401,13 +426,13 @@ impl Validator {
         else {
             return Err(JwtError::Malformed);
         };
-        let decode = |part: &str| Base64UrlUnpadded::decode_vec(part).map_err(|_| JwtError::Malformed);
-        let header: Header = serde_json::from_slice(&decode(header_b64)?).map_err(|_| JwtError::Malformed)?;
-        if header.crit.is_some() {
+        let header = decode_object(header_b64)?;
+        let header = Header::read(&header)?;
+        if header.crit {
             return Err(JwtError::UnsupportedAlg);
         }
-        let alg = Alg::from_name(&header.alg).ok_or(JwtError::UnsupportedAlg)?;
-        let signature = decode(signature_b64)?;
+        let alg = Alg::from_name(header.alg).ok_or(JwtError::UnsupportedAlg)?;
+        let signature = Base64UrlUnpadded::decode_vec(signature_b64).map_err(|_| JwtError::Malformed)?;
         if signature.is_empty() {
             return Err(JwtError::Malformed);
         }
@@ -415,13 +440,13 @@ impl Validator {
         if keys.is_empty() {
             return Err(JwtError::KeysUnavailable);
         }
-        let key = Self::key_for(&keys, alg, header.kid.as_deref())?;
+        let key = Self::key_for(&keys, alg, header.kid)?;
         let signing_input_len = header_b64.len() + 1 + payload_b64.len();
         let signing_input = token.as_bytes().get(..signing_input_len).ok_or(JwtError::Malformed)?;
         if !key.verify(signing_input, &signature, self.host.as_deref()) {
             return Err(JwtError::BadSignature);
         }
-        let claims: Claims = serde_json::from_slice(&decode(payload_b64)?).map_err(|_| JwtError::Malformed)?;
+        let claims = decode_object(payload_b64)?;
         self.check_claims(&claims, now)?;
         Ok(claims)
     }
@@ -461,37 +486,41 @@ pub fn expiry(claims: &Claims) -> Option<u64> {
     numeric_date(claims.get("exp")).ok().flatten()
 }
 
+/// Bound on a NumericDate written as a fraction or with an exponent (an integer may be any u64).
+const MAX_FRACTIONAL_DATE: u64 = 1_000_000_000_000_000;
+
 /// A NumericDate claim: absent → None; present but not a non-negative number → malformed.
 fn numeric_date(value: Option<&Value>) -> Result<Option<u64>, JwtError> {
     match value {
         None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(v) = n.as_u64() {
-                Ok(Some(v))
-            } else {
-                match n.as_f64() {
-                    // Fractional seconds are allowed by RFC 7519; truncation is safe for both exp and nbf checks
-                    // only within the skew, which is what we want.
-                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                    Some(f) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
-                    _ => Err(JwtError::Malformed),
-                }
-            }
-        }
+        Some(Value::Number(Number::Unsigned(n))) => Ok(Some(*n)),
+        // Fractional seconds are allowed by RFC 7519; truncating them (exactly, from the text) is safe for both
+        // exp and nbf checks only within the skew, which is what we want.
+        Some(Value::Number(n)) => match n.integer_part() {
+            Some(seconds) if seconds < MAX_FRACTIONAL_DATE => Ok(Some(seconds)),
+            _ => Err(JwtError::Malformed),
+        },
         Some(_) => Err(JwtError::Malformed),
     }
 }
 
-/// The header value for a claim: strings as they are, numbers and booleans printed, arrays of strings joined by
-/// spaces (e.g. `scope`). None for anything else or a value unsafe in a header.
+/// The header value for a claim: strings as they are, numbers as written in the token (integers in decimal),
+/// booleans printed, arrays of strings joined by spaces (e.g. `scope`). None for anything else or a value unsafe in
+/// a header.
 pub fn claim_header_value(value: &Value) -> Option<String> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Array(items) => {
-            let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            strings?.join(" ")
+            let mut joined = String::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    joined.push(' ');
+                }
+                joined.push_str(item.as_str()?);
+            }
+            joined
         }
         _ => return None,
     };
@@ -514,13 +543,15 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 pub(crate) mod tests {
     use super::*;
     use crate::config::AuthConfig;
+    /// The fixtures are built and edited with serde_json (a test dependency), then read by the filter's own reader.
+    use serde_json::Value as Json;
 
     /// Written by scenarios/gen_fixtures.py: the JWKS, issuer/audience, and named tokens.
     pub(crate) const FIXTURES: &str = include_str!("../testdata/jwt_fixtures.json");
     /// 2026-01-01: inside the validity of every "valid" fixture token (they expire in 2100).
     pub(crate) const NOW: u64 = 1_767_225_600;
 
-    pub(crate) fn fixtures() -> Value {
+    pub(crate) fn fixtures() -> Json {
         serde_json::from_str(FIXTURES).unwrap()
     }
 
@@ -533,7 +564,7 @@ pub(crate) mod tests {
     }
 
     fn validator() -> Validator {
-        let config: JwtConfig = serde_json::from_str(&jwt_config_json()).unwrap();
+        let config: JwtConfig = json::from_slice(jwt_config_json().as_bytes()).unwrap();
         Validator::new(&config).unwrap()
     }
 
@@ -542,9 +573,9 @@ pub(crate) mod tests {
         let v = validator();
         for name in ["hs256", "rs256", "es256", "es256_nokid"] {
             let claims = v.verify(&token(name), NOW).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            assert_eq!(claims["sub"], "alice", "{name}");
+            assert_eq!(claims.get("sub").and_then(Value::as_str), Some("alice"), "{name}");
         }
-        assert_eq!(v.verify(&token("admin_rs256"), NOW).unwrap()["sub"], "admin");
+        assert_eq!(v.verify(&token("admin_rs256"), NOW).unwrap().get("sub").and_then(Value::as_str), Some("admin"));
     }
 
     #[test]
@@ -583,18 +614,79 @@ pub(crate) mod tests {
     #[test]
     fn clock_skew_applies_to_exp_and_nbf() {
         let v = validator(); // 60 s skew
-        let claims: Claims = serde_json::from_str(r#"{"exp": 1000, "nbf": 900, "iss": "https://issuer.example", "aud": "wasmfilter"}"#).unwrap();
+        let claims = object(r#"{"exp": 1000, "nbf": 900, "iss": "https://issuer.example", "aud": "wasmfilter"}"#);
         assert_eq!(v.check_claims(&claims, 1060), Ok(()));
         assert_eq!(v.check_claims(&claims, 1061), Err(JwtError::Expired));
         assert_eq!(v.check_claims(&claims, 840), Ok(()));
         assert_eq!(v.check_claims(&claims, 839), Err(JwtError::NotYetValid));
-        let audiences: Claims =
-            serde_json::from_str(r#"{"exp": 1000, "iss": "https://issuer.example", "aud": ["x", "wasmfilter"]}"#).unwrap();
+        let audiences = object(r#"{"exp": 1000, "iss": "https://issuer.example", "aud": ["x", "wasmfilter"]}"#);
         assert_eq!(v.check_claims(&audiences, 0), Ok(()));
-        let fractional: Claims = serde_json::from_str(r#"{"exp": 1000.5, "iss": "https://issuer.example", "aud": "wasmfilter"}"#).unwrap();
+        let fractional = object(r#"{"exp": 1000.5, "iss": "https://issuer.example", "aud": "wasmfilter"}"#);
         assert_eq!(v.check_claims(&fractional, 1000), Ok(()));
-        let negative: Claims = serde_json::from_str(r#"{"exp": -1}"#).unwrap();
-        assert_eq!(v.check_claims(&negative, 0), Err(JwtError::Malformed));
+        assert_eq!(v.check_claims(&fractional, 1061), Err(JwtError::Expired));
+        let exponent = object(r#"{"exp": 1.0605e3, "iss": "https://issuer.example", "aud": "wasmfilter"}"#);
+        assert_eq!((v.check_claims(&exponent, 1120), v.check_claims(&exponent, 1121)), (Ok(()), Err(JwtError::Expired)));
+        for bad in [r#"{"exp": -1}"#, r#"{"exp": -0.5}"#, r#"{"exp": 1e15}"#, r#"{"exp": 1e400}"#, r#"{"exp": "1000"}"#,
+                    r#"{"exp": 1000, "nbf": true}"#, r#"{"nbf": 1}"#] {
+            assert_eq!(v.check_claims(&object(bad), 0), Err(JwtError::Malformed), "{bad}");
+        }
+        assert_eq!(expiry(&object(r#"{"exp": 18446744073709551615}"#)), Some(u64::MAX), "an integer may be any u64");
+    }
+
+    fn object(text: &str) -> Object {
+        match json::parse(text.as_bytes()) {
+            Ok(Value::Object(object)) => object,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    /// An HS256 token signed with the fixtures' `hs1` key, from header and claims as written.
+    fn hs256_token(header: &str, claims: &str) -> String {
+        let key = fixtures()["config"]["jwt"]["jwks"]["keys"][0]["k"].as_str().map(str::to_owned).unwrap();
+        let key = Base64UrlUnpadded::decode_vec(&key).unwrap();
+        let encode = |part: &str| Base64UrlUnpadded::encode_string(part.as_bytes());
+        let input = format!("{}.{}", encode(header), encode(claims));
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(input.as_bytes());
+        format!("{input}.{}", Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn token_json_is_read_strictly() {
+        const CLAIMS: &str = r#"{"sub": "alice", "exp": 4102444800, "iss": "https://issuer.example", "aud": "wasmfilter"}"#;
+        const HEADER: &str = r#"{"alg": "HS256", "kid": "hs1", "typ": "JWT"}"#;
+        let v = validator();
+        assert!(v.verify(&hs256_token(HEADER, CLAIMS), NOW).is_ok());
+        // Header: extra members and a null kid or crit are fine; wrong types, duplicates, non-objects are malformed.
+        let lenient = r#"{"alg": "HS256", "kid": null, "crit": null, "x": [1, {"y": 2.5}]}"#;
+        assert!(v.verify(&hs256_token(lenient, CLAIMS), NOW).is_ok());
+        for (header, want) in [
+            (r#"{"alg": "HS256", "kid": "hs1", "alg": "HS256"}"#, JwtError::Malformed),
+            (r#"{"alg": "HS256", "kid": 1}"#, JwtError::Malformed),
+            (r#"{"alg": ["HS256"]}"#, JwtError::Malformed),
+            (r#"{"kid": "hs1"}"#, JwtError::Malformed),
+            (r#"["HS256"]"#, JwtError::Malformed),
+            (r#"{"alg": "HS256"} {}"#, JwtError::Malformed),
+            (r#"{"alg": "HS256", "kid": "hs\ud800"}"#, JwtError::Malformed),
+            (r#"{"alg": "HS256", "kid": "hs1", "crit": []}"#, JwtError::UnsupportedAlg),
+        ] {
+            assert_eq!(v.verify(&hs256_token(header, CLAIMS), NOW).err(), Some(want), "{header}");
+        }
+        // Claims: validly signed but not one clean JSON object.
+        let deep = format!(r#"{{"sub": "alice", "exp": 4102444800, "x": {}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        let dup = r#"{"sub": "alice", "exp": 4102444800, "iss": "https://issuer.example", "aud": "wasmfilter", "sub": "admin"}"#;
+        let lone = r#"{"sub": "\udc00", "exp": 4102444800, "iss": "https://issuer.example", "aud": "wasmfilter"}"#;
+        for claims in [dup, &deep, lone, "[]", r#"{"sub": "alice", "exp": 4102444800,}"#] {
+            assert_eq!(v.verify(&hs256_token(HEADER, claims), NOW).err(), Some(JwtError::Malformed), "{claims}");
+        }
+        // Whatever JSON a claim holds is kept (numbers as written).
+        let rich = r#"{"sub": "alice", "exp": 4102444800, "iss": "https://issuer.example", "aud": "wasmfilter",
+                       "n": 1.50, "big": 123456789012345678901234567890, "o": {"a": [null, true]}, "u": "\u00e9\ud83d\ude00"}"#;
+        let claims = v.verify(&hs256_token(HEADER, rich), NOW).unwrap();
+        assert_eq!(claims.get("n").and_then(claim_header_value).as_deref(), Some("1.50"));
+        assert_eq!(claims.get("big").and_then(claim_header_value).as_deref(), Some("123456789012345678901234567890"));
+        assert_eq!(claims.get("u").and_then(Value::as_str), Some("é😀"));
+        assert_eq!(claims.get("o").and_then(claim_header_value), None);
     }
 
     #[test]
@@ -608,11 +700,16 @@ pub(crate) mod tests {
 
     #[test]
     fn claim_values_for_headers() {
-        assert_eq!(claim_header_value(&serde_json::json!("a")), Some("a".into()));
-        assert_eq!(claim_header_value(&serde_json::json!(3)), Some("3".into()));
-        assert_eq!(claim_header_value(&serde_json::json!(["r", "w"])), Some("r w".into()));
-        assert_eq!(claim_header_value(&serde_json::json!("a\r\nx-evil: 1")), None);
-        assert_eq!(claim_header_value(&serde_json::json!({"a": 1})), None);
+        let value = |text: &str| json::parse(text.as_bytes()).unwrap();
+        assert_eq!(claim_header_value(&value(r#""a""#)), Some("a".into()));
+        assert_eq!(claim_header_value(&value("3")), Some("3".into()));
+        assert_eq!(claim_header_value(&value("-3")), Some("-3".into()));
+        assert_eq!(claim_header_value(&value("true")), Some("true".into()));
+        assert_eq!(claim_header_value(&value(r#"["r", "w"]"#)), Some("r w".into()));
+        assert_eq!(claim_header_value(&value(r#"["r", 1]"#)), None);
+        assert_eq!(claim_header_value(&value(r#""a\r\nx-evil: 1""#)), None);
+        assert_eq!(claim_header_value(&value(r#"{"a": 1}"#)), None);
+        assert_eq!(claim_header_value(&value("null")), None);
     }
 
     /// (public key, signature) pairs a fake host was asked about.
@@ -670,7 +767,7 @@ pub(crate) mod tests {
 
     fn remote_only() -> Validator {
         let config: JwtConfig =
-            serde_json::from_str(r#"{"issuer": "https://issuer.example", "audiences": ["wasmfilter"],
+            json::from_slice(br#"{"issuer": "https://issuer.example", "audiences": ["wasmfilter"],
                 "remote_jwks": {"cluster": "idp", "path": "/jwks"}}"#).unwrap();
         Validator::new(&config).unwrap()
     }
@@ -681,7 +778,7 @@ pub(crate) mod tests {
         assert!(v.has_asymmetric_keys(), "RSA/EC keys may arrive: the host self-test is worth running");
         assert_eq!(v.verify(&token("rs256"), NOW).err(), Some(JwtError::KeysUnavailable), "fail closed before a fetch");
         let mut set = fixtures()["config"]["jwt"]["jwks"].clone();
-        set["keys"][1]["x5c"] = Value::from(vec!["MIIB..."]); // members we do not read are ignored
+        set["keys"][1]["x5c"] = Json::from(vec!["MIIB..."]); // members we do not read are ignored
         set["keys"].as_array_mut().unwrap().push(serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"}));
         let (count, skipped) = v.replace_keys(set.to_string().as_bytes(), 32).unwrap();
         assert_eq!((count, skipped.len()), (3, 1), "{skipped:?}");
@@ -725,16 +822,16 @@ pub(crate) mod tests {
         assert!(config_error(r#"{"kty": "OKP"}"#).contains("`jwt.jwks.keys[0].kty`"));
         assert!(config_error(r#"{"kty": "RSA", "n": "AQAB", "e": "AQAB"}"#).contains("`jwt.jwks.keys[0].n`"));
         let mut private = rsa.clone();
-        private["d"] = Value::from("AQAB");
+        private["d"] = Json::from("AQAB");
         assert!(config_error(&private.to_string()).contains("`jwt.jwks.keys[0].d`"));
         let mut confused = rsa.clone();
-        confused["alg"] = Value::from("HS256");
+        confused["alg"] = Json::from("HS256");
         assert!(config_error(&confused.to_string()).contains("`jwt.jwks.keys[0].alg`"));
         let mut off_curve = ec.clone();
         off_curve["y"] = off_curve["x"].clone();
         assert!(config_error(&off_curve.to_string()).contains("`jwt.jwks.keys[0].x`"));
         let mut p384 = ec.clone();
-        p384["crv"] = Value::from("P-384");
+        p384["crv"] = Json::from("P-384");
         assert!(config_error(&p384.to_string()).contains("`jwt.jwks.keys[0].crv`"));
         let dup = format!("{ec},{ec}");
         assert!(config_error(&dup).contains("`jwt.jwks.keys[1].kid`"));

@@ -28,7 +28,7 @@ impl BlankConfig {
     /// Parses and validates; the error names the offending field. An empty configuration means the defaults.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
         let raw = if raw.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { raw };
-        let config: BlankConfig = serde_json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
+        let config: BlankConfig = wasmfilter_common::json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }

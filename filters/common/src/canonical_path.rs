@@ -539,7 +539,7 @@ mod tests {
     #[test]
     fn mode_is_configured_by_snake_case_name_and_defaults_to_reject() {
         assert_eq!(PathNormalization::default(), RejectAmbiguous);
-        let parse = |s: &str| serde_json::from_str::<PathNormalization>(s).ok();
+        let parse = |s: &str| crate::json::from_slice::<PathNormalization>(s.as_bytes()).ok();
         assert_eq!(parse(r#""forward_canonical""#), Some(ForwardCanonical));
         assert_eq!(parse(r#""reject_ambiguous""#), Some(RejectAmbiguous));
         assert_eq!(parse(r#""ForwardCanonical""#), None);

@@ -16,7 +16,7 @@ impl ConfigError {
         ConfigError { message: format!("invalid {filter} configuration: field `{field}` {problem}") }
     }
 
-    /// A configuration that does not parse (a serde or JSON error, which names the field itself):
+    /// A configuration that does not parse (a [`crate::json::Error`], which names the field itself):
     /// `invalid FILTER configuration: ERROR`.
     pub fn parse(filter: &str, error: impl fmt::Display) -> Self {
         ConfigError { message: format!("invalid {filter} configuration: {error}") }
@@ -51,7 +51,7 @@ mod tests {
 
     #[test]
     fn parse_error_keeps_the_parser_text() {
-        let serde_error = serde_json::from_str::<u32>("\"5\"").err().map(|e| e.to_string()).unwrap_or_default();
+        let serde_error = crate::json::from_slice::<u32>(b"\"5\"").err().map(|e| e.to_string()).unwrap_or_default();
         let e = ConfigError::parse("blank", &serde_error);
         assert_eq!(e.message(), format!("invalid blank configuration: {serde_error}"));
         assert!(e.message().contains("invalid type: string \"5\", expected u32"), "{e}");

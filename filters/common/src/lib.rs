@@ -1,5 +1,5 @@
-//! What the wasmfilter filters share: the configuration error type and header-name rule, header maps as text, the
-//! `log_level` configuration setting, counters, the test-panic trigger.
+//! What the wasmfilter filters share: the JSON reader (configuration and JWT parsing), the configuration error type
+//! and header-name rule, header maps as text, the `log_level` configuration setting, counters, the test-panic trigger.
 //!
 //! A plain rlib that each filter crate depends on by path; `wasmfilter new` vendors it into every generated project
 //! as `common/`, so it must stay standalone (no workspace inheritance in its Cargo.toml).
@@ -8,6 +8,7 @@ pub mod config_error;
 pub mod header_name;
 pub mod header_spelling;
 pub mod headers;
+pub mod json;
 pub mod log_level;
 pub mod metrics;
 

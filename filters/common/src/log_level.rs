@@ -53,8 +53,8 @@ mod tests {
         log_level: LogLevel,
     }
 
-    fn parse(json: &str) -> Result<LogLevel, serde_json::Error> {
-        serde_json::from_str::<Config>(json).map(|c| c.log_level)
+    fn parse(json: &str) -> Result<LogLevel, crate::json::Error> {
+        crate::json::from_slice::<Config>(json.as_bytes()).map(|c| c.log_level)
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Plugin configuration: the JSON Envoy passes in `configuration`, read with serde into typed structs (unknown
 //! fields are errors) and then validated. Every error names the offending field by its full path, e.g.
-//! `field `rules[0].rate` must be ...` (serde_path_to_error tracks the path through the derived deserializers).
+//! `field `rules[0].rate` must be ...` (the common JSON reader tracks the path through the derived deserializers).
 use std::fmt::Display;
 
 use crate::bucket::Bucket;
@@ -221,21 +221,6 @@ fn invalid(field: &str, why: impl Display) -> ConfigError {
     ConfigError::field(FILTER, field, why)
 }
 
-/// A serde error as one line naming the field: `field `rules[0].unit`: unknown variant `week`, ...`.
-/// serde_json's position suffix (` at line 1 column 57`) is dropped from data errors, where the field path says
-/// where, and kept for malformed JSON (and for the few type errors serde_json reports as syntax errors).
-fn describe(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let inner = e.inner();
-    let text = inner.to_string();
-    let suffix = format!(" at line {} column {}", inner.line(), inner.column());
-    let why = if inner.is_data() { text.strip_suffix(&suffix).unwrap_or(&text) } else { &text };
-    match e.path().to_string().as_str() {
-        "." if inner.is_data() => format!("{why} at the top level"),
-        "." => format!("invalid JSON: {why}"),
-        path => format!("field `{path}`: {why}"),
-    }
-}
-
 impl Rule {
     pub fn burst(&self) -> u32 {
         self.burst.unwrap_or(self.rate)
@@ -291,10 +276,8 @@ impl Rule {
 impl RateLimitConfig {
     /// Parses and validates; the error names the offending field.
     pub fn parse(raw: &[u8]) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(raw);
-        let config: Self =
-            serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::parse(FILTER, describe(&e)))?;
-        de.end().map_err(|e| ConfigError::parse(FILTER, format_args!("invalid JSON: {e}")))?;
+        // The JSON reader's errors name the field: `field `rules[0].unit`: unknown variant `week`, ...`.
+        let config: Self = wasmfilter_common::json::from_slice(raw).map_err(|e| ConfigError::parse(FILTER, e))?;
         config.validate()?;
         Ok(config)
     }

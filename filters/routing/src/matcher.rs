@@ -121,11 +121,11 @@ mod tests {
     use super::*;
 
     fn vm(json: &str) -> ValueMatchConfig {
-        serde_json::from_str(json).unwrap()
+        wasmfilter_common::json::from_slice(json.as_bytes()).unwrap()
     }
 
     fn conditions(json: &str) -> Conditions {
-        Conditions::compile("m", &serde_json::from_str(json).unwrap()).unwrap()
+        Conditions::compile("m", &wasmfilter_common::json::from_slice(json.as_bytes()).unwrap()).unwrap()
     }
 
     fn req_matches(c: &Conditions, path: &str, headers: &[(&str, &str)]) -> bool {
@@ -167,7 +167,7 @@ mod tests {
     fn bad_regex_names_the_field() {
         let e = ValueTest::compile("rules[0].match.headers[1]", &vm(r#"{"name": "a", "regex": "v[0-9"}"#)).unwrap_err();
         assert!(e.message().contains("field `rules[0].match.headers[1].regex` is not a valid regex `v[0-9`"), "{e}");
-        let e = Conditions::compile("rules[2].match", &serde_json::from_str(r#"{"path_regex": "(/a"}"#).unwrap()).unwrap_err();
+        let e = Conditions::compile("rules[2].match", &wasmfilter_common::json::from_slice(br#"{"path_regex": "(/a"}"#).unwrap()).unwrap_err();
         assert!(e.message().contains("field `rules[2].match.path_regex`"), "{e}");
     }
 

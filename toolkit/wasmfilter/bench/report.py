@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wasmfilter.bench import guest_cost, probes
+from wasmfilter.bench import guest_cost, probes, vm_start
 from wasmfilter.bench.definition import Scenario
 from wasmfilter.bench.runner import BASELINE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
@@ -187,6 +187,11 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         envoy[v.name]["start_delta_ms"] = stat([(a.start_s - b.start_s) * 1000 for a, b in zip(es, base_env)])
         envoy[v.name]["rss_delta_mib"] = stat([(a.rss_loaded_kb - b.rss_loaded_kb) / 1024
                                                for a, b in zip(es, base_env)])
+    if run.vm_start_cpu:
+        cpu_deltas = vm_start.deltas(run.vm_start_cpu, BASELINE)
+        for v in run.variants:
+            envoy[v.name]["load_cpu_ms"] = stat(run.vm_start_cpu[v.name])
+            envoy[v.name]["load_cpu_delta_ms"] = stat(cpu_deltas[v.name])
     wasm_stats = run.envoy[WASM][-1].wasm_stats if run.envoy[WASM] else {}
     if s.rounds == 1:
         warnings.append("1 round: no spread measured; use --rounds 3 or more before trusting the numbers")
@@ -291,14 +296,17 @@ def envoy_rows(doc: dict) -> list[list[str]]:
     for v in doc["variants"]:
         e = doc["envoy"][v["name"]]
         base = v["kind"] == BASELINE
+        cpu = e.get("load_cpu_delta_ms")
         rows.append([v["name"], _n(e["start_ms"]["median"]),
                      "" if base else _n(e["start_delta_ms"]["median"], "{:+.0f}"),
+                     "" if base or cpu is None else _n(cpu["median"], "{:+.0f}"),
                      _n(e["rss_ready_mib"]["median"], "{:.1f}"), _n(e["rss_loaded_mib"]["median"], "{:.1f}"),
                      "" if base else _n(e["rss_delta_mib"]["median"], "{:+.1f}")])
     return rows
 
 
-ENVOY_HEADER = ["variant", "start→ready ms", "Δ vs no filter (VM start)", "RSS ready MiB", "RSS after load MiB",
+ENVOY_HEADER = ["variant", "start→ready ms", "Δ vs no filter (VM start)",
+                "VM start CPU ms (validate, Δ vs no filter)", "RSS ready MiB", "RSS after load MiB",
                 "Δ RSS vs no filter MiB"]
 
 
@@ -419,8 +427,12 @@ def summary_line(doc: dict) -> str:
                              if n in s["wasm_vs_native"]], "{:.1f}")
         text += (f"; vs native **{n}** (which adds {native_cpu} µs CPU) it reaches {per_cpu}x the requests per "
                  f"Envoy CPU-second ({wall}x wall-clock req/s)")
-    return text + f". VM start adds {_n(doc['envoy']['wasm']['start_delta_ms']['median'])} ms, RSS " \
-                  f"{_n(doc['envoy']['wasm']['rss_delta_mib']['median'], '{:+.1f}')} MiB."
+    wasm = doc["envoy"]["wasm"]
+    cpu = ""
+    if "load_cpu_delta_ms" in wasm:
+        cpu = f" ({_n(wasm['load_cpu_delta_ms']['median'], '{:+.0f}')} ms of Envoy CPU)"
+    return text + f". VM start adds {_n(wasm['start_delta_ms']['median'])} ms{cpu}, RSS " \
+                  f"{_n(wasm['rss_delta_mib']['median'], '{:+.1f}')} MiB."
 
 
 def plain_table(header: list[str], rows: list[list[str]]) -> str:

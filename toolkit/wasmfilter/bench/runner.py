@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter import subprocesses
-from wasmfilter.bench import probes
+from wasmfilter.bench import probes, vm_start
 from wasmfilter.bench.definition import BenchDefinition, Scenario, deep_merge
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
 from wasmfilter.build import cargo as build_mod
@@ -160,6 +160,7 @@ class BenchRun:
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     problems: list[str] = field(default_factory=list)
     tuning: Tuning = field(default_factory=Tuning)
+    vm_start_cpu: dict[str, list[float]] = field(default_factory=dict)         # variant → validate CPU ms per run
     guest: dict[str, Any] | None = None   # guest instructions / host calls per request (bench/guest_cost.py)
 
 
@@ -308,6 +309,8 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
                    envoy={v.name: [] for v in variants})
     run.guest = _guest_profile(definition, built.wasm, run.problems)
     run.tuning = Tuning.plan(settings.envoy_concurrency, settings.wrk_threads, settings.pin_cpus, settings.nice)
+    run.vm_start_cpu = vm_start.measure({v.name: groups[v.name][0].config for v in variants}, binary,
+                                        step=lambda message: step(message, 0))
     run.started_at = time.time()
     run.load_before = _loadavg()
     started = time.perf_counter()

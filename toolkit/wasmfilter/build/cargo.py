@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,6 +131,9 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
         env = {**tc.cargo_env(wasm=True), **DEBUG_PROFILE_ENV}
         args += ["--target-dir", str(target_dir / DEBUG_TARGET_SUBDIR)]
     if fast:
+        if not has_profile(crate, FAST_PROFILE):
+            raise UsageError(f"--fast: no [profile.{FAST_PROFILE}] in the Cargo.toml of {crate}'s workspace",
+                             fix="copy [profile.fast] from the toolkit's filters/Cargo.toml, or build without --fast")
         args[args.index("--release")] = f"--profile={FAST_PROFILE}"
     if features:
         args += ["--features", ",".join(features)]
@@ -151,14 +155,29 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
                        features=features, optimized=opt)
 
 
-def _target_dir(crate: Path) -> Path:
+def _metadata(crate: Path) -> dict[str, str]:
     tc = toolchain.detect()
     out = subprocess.run([tc.cargo, "metadata", "--format-version", "1", "--no-deps"], cwd=crate,
                          env=tc.cargo_env(wasm=False), capture_output=True, text=True)
     if out.returncode != 0:
         raise CargoBuildError(f"cargo metadata failed in {crate}", fix="fix Cargo.toml",
                               detail=tail(out.stderr, 30))
-    return Path(json.loads(out.stdout)["target_directory"])
+    meta = json.loads(out.stdout)
+    return {"target_directory": meta["target_directory"], "workspace_root": meta["workspace_root"]}
+
+
+def _target_dir(crate: Path) -> Path:
+    return Path(_metadata(crate)["target_directory"])
+
+
+def has_profile(path: str | Path | None, profile: str) -> bool:
+    """Whether the workspace of the crate at PATH (a mirror for a standalone crate) defines [profile.PROFILE]; a
+    prebuilt (`wasm:`) filter has no cargo profiles."""
+    if prebuilt.prebuilt_manifest(path) is not None:
+        return False
+    crate = standalone.buildable(crate_dir_for(path))
+    root = Path(_metadata(crate)["workspace_root"]) / "Cargo.toml"
+    return profile in tomllib.loads(root.read_text()).get("profile", {})
 
 
 def _find_artifact(output: str, crate: Path) -> Path:
