@@ -384,6 +384,26 @@ def bench(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVe
 
 
 @app.command()
+def profile(path: Optional[Path] = PathArg,
+            scenario: Optional[Path] = typer.Option(None, "--scenario", help="The bench file whose scenarios run "
+                                                    "(default: benchmarks/<filter>.yaml, as `wasmfilter bench`)."),
+            all_: bool = typer.Option(False, "--all", help="Every bench definition in benchmarks/."),
+            only: list[str] = typer.Option([], "--only", help="Only these scenarios (by name)."),
+            wasm: Optional[Path] = typer.Option(None, "--wasm", help="Profile this module instead of building the "
+                                                "filter (e.g. an older build, to compare)."),
+            requests: int = typer.Option(20, "--requests", "-n", help="Requests counted per scenario."),
+            warmup: int = typer.Option(3, "--warmup", help="Requests sent first, not counted."),
+            json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the profile(s) here as JSON.")
+            ) -> None:
+    """Guest instructions per request by callback, and host calls by name, for each bench scenario, counted on the
+    emulator (deterministic: no timing, no Envoy)."""
+    from wasmfilter.bench.profile_command import profile_command
+
+    profile_command(path, scenario_file=scenario, all_=all_, only=only, wasm=wasm, requests=requests, warmup=warmup,
+                    json_out=json_out)
+
+
+@app.command()
 def demo() -> None:
     """Build the reference filters, run them in a real Envoy and show what they do."""
     from wasmfilter.demo import run_demo

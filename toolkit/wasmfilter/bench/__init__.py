@@ -5,6 +5,8 @@ wrk.py         the load generator (wrk + a Lua script printing the latency distr
 runner.py      interleaved rounds of real Envoys (baseline / wasm / native) under load
 report.py      medians, spreads, deltas, ratios → JSON, Markdown, terminal table, PNG plot
 display.py     the command itself: progress while it runs, tables after (rich on a TTY, plain lines otherwise)
+guest_cost.py  `wasmfilter profile`: guest instructions per callback and host calls per request, on the emulator
+profile_command.py  that command's definitions, build and tables
 """
 
 from __future__ import annotations

@@ -67,6 +67,10 @@ def show(outcome: BenchOutcome) -> None:
         print(plain_table(table_header(doc), table_rows(doc)))
         print()
         print(plain_table(ENVOY_HEADER, envoy_rows(doc)))
+    if doc.get("guest_cost"):
+        from wasmfilter.bench.profile_command import show as show_profile
+
+        show_profile(doc["guest_cost"])
     for w in doc["warnings"]:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if doc["verdict"]["ok"]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wasmfilter.bench import probes, vm_start
+from wasmfilter.bench import guest_cost, probes, vm_start
 from wasmfilter.bench.definition import Scenario
 from wasmfilter.bench.runner import BASELINE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
@@ -213,6 +213,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         "scenarios": scenarios,
         "envoy": envoy,
         "wasm_stats_last_round": wasm_stats,
+        "guest_cost": run.guest,
         "warnings": warnings,
         "verdict": {"ok": not misses, "misses": misses},
         "notes": d.notes.strip(),
@@ -367,6 +368,8 @@ def markdown(doc: dict, plot_name: str | None = None, heading: str = "##") -> st
                 out.append(f"- {mark} {sc['name']}: req/s vs {native} = {_n(tg['value'], '{:.2f}')}x (target ≥ "
                            f"{tg['target']:g}x); per Envoy CPU-second {extra}x")
     out.append("")
+    if doc.get("guest_cost"):
+        out += [guest_cost.markdown(doc["guest_cost"]), ""]
     if doc["warnings"]:
         out += ["Warnings:", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     if doc["notes"]:

@@ -161,6 +161,7 @@ class BenchRun:
     problems: list[str] = field(default_factory=list)
     tuning: Tuning = field(default_factory=Tuning)
     vm_start_cpu: dict[str, list[float]] = field(default_factory=dict)         # variant → validate CPU ms per run
+    guest: dict[str, Any] | None = None   # guest instructions / host calls per request (bench/guest_cost.py)
 
 
 @dataclass
@@ -306,6 +307,7 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     run = BenchRun(definition, variants, binary, built.wasm, built.size,
                    samples={s.name: {v.name: [] for v in variants} for s in definition.scenarios},
                    envoy={v.name: [] for v in variants})
+    run.guest = _guest_profile(definition, built.wasm, run.problems)
     run.tuning = Tuning.plan(settings.envoy_concurrency, settings.wrk_threads, settings.pin_cpus, settings.nice)
     run.vm_start_cpu = vm_start.measure({v.name: groups[v.name][0].config for v in variants}, binary,
                                         step=lambda message: step(message, 0))
@@ -326,6 +328,18 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     run.seconds = time.perf_counter() - started
     run.load_after = _loadavg()
     return run
+
+
+def _guest_profile(definition: BenchDefinition, wasm: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The deterministic side of the report: each scenario on the emulator (a second or two, no timing)."""
+    from wasmfilter.bench import guest_cost
+    from wasmfilter.errors import WasmfilterError
+
+    try:
+        return guest_cost.profile(definition, wasm).to_json()
+    except WasmfilterError as e:
+        problems.append(f"guest profile (emulator) skipped: {e.problem}")
+        return None
 
 
 def _rotated(items: list, rnd: int) -> list:
