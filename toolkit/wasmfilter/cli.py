@@ -373,14 +373,17 @@ def bench(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVe
           concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Envoy --concurrency."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Results directory (default benchmarks/results)."),
           docs: Optional[Path] = typer.Option(None, "--update-docs", help="Replace this filter's section there."),
-          from_json: list[Path] = typer.Option([], "--from-json", help="Re-render saved results, no load.")
+          from_json: list[Path] = typer.Option([], "--from-json", help="Re-render saved results, no load."),
+          before: Optional[Path] = typer.Option(None, "--before", help="Also measure this other build of the filter "
+                                                "(a .wasm, or a directory of `wasmfilter build` modules) as variant "
+                                                "wasm-before: a before/after from one run.")
           ) -> None:
     """What the filter costs: Envoy without it vs with it vs Envoy's native equivalent, under wrk load."""
     from wasmfilter.bench.display import bench_command
 
     bench_command(path, all_=all_, duration=duration, warmup=warmup, rounds=rounds, connections=connections,
                   concurrency=concurrency, out_dir=out_dir, docs_file=docs, envoy_version=envoy_version,
-                  from_json=from_json or None)
+                  from_json=from_json or None, before=before)
 
 
 @app.command()
