@@ -215,6 +215,7 @@ def test_cli_unknown_filter_path(tmp_path):
     (["--duration", "1.5s"], "invalid --duration '1.5s'"),
     (["--warmup", "-3"], "invalid --warmup '-3'"),
     (["--rounds", "0"], "invalid --rounds 0"),
+    (["--before", "/no/such.wasm"], "--before /no/such.wasm: no such file or directory"),
 ])
 def test_cli_invalid_settings(tmp_path, args, fragment):
     result = run_cli("bench", str(AUTH), "--out", str(tmp_path / "out"), *args)
@@ -306,3 +307,41 @@ def test_vm_start_cpu_is_envoys_own_and_a_bad_config_names_the_reason():
     with pytest.raises(ConfigInvalidError) as e:
         vm_start.load_cpu_ms(broken, binary)
     assert "\n" not in e.value.problem and "VM start" in e.value.problem
+
+
+def test_before_variant_is_compared_with_the_build_measured(tmp_path):
+    d = resolve_definition(AUTH)
+    apply_overrides(d, rounds=2, before=AUTH / "filter.yaml")  # any existing path: only the variant list matters
+    d.settings = d.settings.model_copy(update={"compare_opt": False, "floor": False})
+    d.natives, d.scenarios = [], d.scenarios[:1]
+    variants = variants_of(d)
+    assert [v.name for v in variants] == ["baseline", "wasm", "wasm-before"]
+    assert d.scenarios[0].expect.for_variant("wasm-before", "wasm-before") == d.scenarios[0].expect.status
+    same = [Sample(r, _wrk(50, 100, 20000), _wrk(400, 900, 20000), 0) for r in (0, 1)]
+    run = BenchRun(d, variants, resolve(), tmp_path / "auth.wasm", 1234,
+                   samples={"allowed": {"baseline": same,
+                                        "wasm": [Sample(r, _wrk(60, 100, 20000), _wrk(400, 900, 20000), 0)
+                                                 for r in (0, 1)],
+                                        "wasm-before": [Sample(r, _wrk(75, 100, 20000), _wrk(400, 900, 20000), 0)
+                                                        for r in (0, 1)]}},
+                   envoy={n: [EnvoySample(0, 0.1, 64000, 65000), EnvoySample(1, 0.1, 64000, 65000)]
+                          for n in ("baseline", "wasm", "wasm-before")})
+    for name, us_per_req in (("baseline", 20.0), ("wasm", 26.0), ("wasm-before", 31.0)):
+        for sample in run.samples["allowed"][name]:
+            sample.cpu_ns = int(us_per_req * 1000 * sample.throughput.requests)
+    doc = summarize(run)
+    before = doc["scenarios"][0]["before_vs_baseline"]
+    assert before["added_cpu_us_per_req"]["median"] == pytest.approx(11.0, abs=0.01)
+    assert before["cpu_vs_default_build_us"]["median"] == pytest.approx(5.0, abs=0.01)
+    assert before["added_p50_us"]["median"] == 25
+    md = write_outputs(doc, tmp_path / "out")["markdown"].read_text()
+    assert "| +25 | +11.0 |  | +5.00 µs CPU/req vs wasm |" in md
+
+
+def test_before_directory_without_the_module_is_one_line(tmp_path):
+    empty = tmp_path / "before"
+    empty.mkdir()
+    result = run_cli("bench", str(REPO / "filters" / "blank"), "--before", str(empty), "--rounds", "1",
+                     "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, f"--before: no module '{empty / 'blank.wasm'}' for blank", "blank.wasm")
+    assert not (tmp_path / "out").exists()

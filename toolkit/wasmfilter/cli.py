@@ -373,14 +373,37 @@ def bench(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVe
           concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Envoy --concurrency."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Results directory (default benchmarks/results)."),
           docs: Optional[Path] = typer.Option(None, "--update-docs", help="Replace this filter's section there."),
-          from_json: list[Path] = typer.Option([], "--from-json", help="Re-render saved results, no load.")
+          from_json: list[Path] = typer.Option([], "--from-json", help="Re-render saved results, no load."),
+          before: Optional[Path] = typer.Option(None, "--before", help="Also measure this other build of the filter "
+                                                "(a .wasm, or a directory of `wasmfilter build` modules) as variant "
+                                                "wasm-before: a before/after from one run.")
           ) -> None:
     """What the filter costs: Envoy without it vs with it vs Envoy's native equivalent, under wrk load."""
     from wasmfilter.bench.display import bench_command
 
     bench_command(path, all_=all_, duration=duration, warmup=warmup, rounds=rounds, connections=connections,
                   concurrency=concurrency, out_dir=out_dir, docs_file=docs, envoy_version=envoy_version,
-                  from_json=from_json or None)
+                  from_json=from_json or None, before=before)
+
+
+@app.command()
+def profile(path: Optional[Path] = PathArg,
+            scenario: Optional[Path] = typer.Option(None, "--scenario", help="The bench file whose scenarios run "
+                                                    "(default: benchmarks/<filter>.yaml, as `wasmfilter bench`)."),
+            all_: bool = typer.Option(False, "--all", help="Every bench definition in benchmarks/."),
+            only: list[str] = typer.Option([], "--only", help="Only these scenarios (by name)."),
+            wasm: Optional[Path] = typer.Option(None, "--wasm", help="Profile this module instead of building the "
+                                                "filter (e.g. an older build, to compare)."),
+            requests: int = typer.Option(20, "--requests", "-n", help="Requests counted per scenario."),
+            warmup: int = typer.Option(3, "--warmup", help="Requests sent first, not counted."),
+            json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the profile(s) here as JSON.")
+            ) -> None:
+    """Guest instructions per request by callback, and host calls by name, for each bench scenario, counted on the
+    emulator (deterministic: no timing, no Envoy)."""
+    from wasmfilter.bench.profile_command import profile_command
+
+    profile_command(path, scenario_file=scenario, all_=all_, only=only, wasm=wasm, requests=requests, warmup=warmup,
+                    json_out=json_out)
 
 
 @app.command()

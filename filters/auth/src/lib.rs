@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 use wasmfilter_common::configured;
 use wasmfilter_common::header_spelling::spellings_to_remove;
+use wasmfilter_common::headers::{HeaderBuffer, first, names};
 use wasmfilter_common::metrics::{bump, counter};
 
 use crate::config::RemoteJwksConfig;
@@ -204,16 +205,15 @@ impl AuthRequest {
 impl HttpContext for AuthRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         wasmfilter_common::test_panic!(self);
-        // One host call for the whole map; :method and :path are in it (no second fetch).
-        let headers = wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes());
+        // One host call for the whole map, read in place; :method and :path are in it (no second fetch).
+        let buffer = HeaderBuffer::request();
+        let headers = buffer.pairs();
         // Never trust an identity or claim header the client sent itself, in any spelling a backend folds together
         // (only headers that are present are removed: a removal costs a host call).
-        let owned = self.policy.owned_headers();
-        for name in spellings_to_remove(headers.iter().map(|(k, _)| k.as_str()), &owned) {
+        for name in spellings_to_remove(names(&headers), self.policy.owned_headers()) {
             self.set_http_request_header(name, None);
         }
-        let pseudo = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
-        let (method, raw_path) = (pseudo(":method"), pseudo(":path"));
+        let (method, raw_path) = (first(&headers, ":method"), first(&headers, ":path"));
         let request = Request { method, path: raw_path, headers: &headers };
         // The clock only when a token may be checked (API keys and rules need no time).
         let now = if self.policy.config.jwt.is_some() { self.now() } else { 0 };

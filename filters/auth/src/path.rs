@@ -48,15 +48,17 @@ fn percent_decode(input: &str, plus_is_space: bool) -> Result<Vec<u8>, PathError
 pub fn normalise(raw: &str) -> Result<String, PathError> {
     let (path, _) = split(raw);
     match canonical_path::canonicalise(path) {
-        Ok(canonical) => {
-            let decoded = canonical.decoded;
-            Ok(match decoded.strip_suffix('/') {
-                Some(trimmed) if !trimmed.is_empty() => trimmed.to_owned(),
-                _ => decoded,
-            })
-        }
+        Ok(canonical) => Ok(without_trailing_slash(canonical.decoded)),
         Err(Invalid::AboveRoot) => Err(PathError::Traversal),
         Err(_) => Err(PathError::Undecodable),
+    }
+}
+
+/// A decoded canonical path as rules match it: without its trailing slash (except the root).
+pub fn without_trailing_slash(decoded: String) -> String {
+    match decoded.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed.to_owned(),
+        _ => decoded,
     }
 }
 

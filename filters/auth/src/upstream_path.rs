@@ -6,6 +6,7 @@
 //! exactly that path (query kept). The policy then only ever sees that one path.
 use wasmfilter_common::canonical_path::{self, Refusal};
 
+use crate::path;
 use crate::policy::{Denial, Outcome, Policy, Reason, Request};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,7 +28,10 @@ pub fn evaluate(policy: &Policy, request: &Request<'_>, now: u64) -> Checked {
         }
     };
     let forwarded = Request { method: request.method, path: &decided.path, headers: request.headers };
-    let outcome = policy.evaluate(&forwarded, now);
+    // `decided.decoded` is the canonical form of the forwarded path (canonicalisation is idempotent: tested below),
+    // so the policy does not canonicalise it again.
+    let normalised = path::without_trailing_slash(decided.decoded);
+    let outcome = policy.evaluate_normalised(&forwarded, &normalised, now);
     let rewrite = (decided.rewritten && matches!(outcome, Outcome::Allow { .. })).then_some(decided.path);
     Checked { outcome, rewrite, refusal: None }
 }
@@ -48,8 +52,7 @@ mod tests {
     }
 
     fn check(mode: &str, path: &str, key: Option<&str>) -> Checked {
-        let headers: Vec<(String, String)> =
-            key.map(|k| vec![("x-api-key".to_owned(), k.to_owned())]).unwrap_or_default();
+        let headers = wasmfilter_common::headers::owned(key.map(|k| vec![("x-api-key", k)]).unwrap_or_default().as_slice());
         evaluate(&policy(mode), &Request { method: "GET", path, headers: &headers }, 0)
     }
 
@@ -154,6 +157,28 @@ mod tests {
         }
         let fragment = check("reject_ambiguous", "/public#x", None);
         assert_eq!(fragment.refusal, Some(Refusal::Ambiguous(Ambiguity::Fragment)));
+    }
+
+    /// What lets `evaluate` hand the policy `decided.decoded` instead of normalising the forwarded path again: in
+    /// both modes the forwarded path normalises to exactly that, and the policy decides the same either way.
+    #[test]
+    fn the_decided_path_is_already_normalised() {
+        let extra = ["/", "/a/", "/a//b/./c/", "/a/b/../c?x=1", "/%7Euser/x", "/caf%C3%A9/", "/a;p=1/b", "/p%41th?q=%2F",
+                     "/admin/x/..", "/public/", "/x?a=1#f", "/.", "/a/%2e/b"];
+        for mode in ["reject_ambiguous", "forward_canonical"] {
+            let p = policy(mode);
+            for raw in DIFFERENTIALS.iter().copied().chain(extra) {
+                let Ok(decided) = canonical_path::decide(raw, p.config.path_normalization) else { continue };
+                let normalised = path::without_trailing_slash(decided.decoded.clone());
+                assert_eq!(path::normalise(&decided.path), Ok(normalised.clone()), "{mode} {raw}");
+                for key in [None, Some("alice-secret")] {
+                    let headers =
+                        wasmfilter_common::headers::owned(key.map(|k| vec![("x-api-key", k)]).unwrap_or_default().as_slice());
+                    let request = Request { method: "GET", path: &decided.path, headers: &headers };
+                    assert_eq!(p.evaluate(&request, 0), p.evaluate_normalised(&request, &normalised, 0), "{mode} {raw}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -229,6 +229,29 @@ impl Builder {
 
 /// The canonical form of PATH (the part of `:path` before `?`).
 pub fn canonicalise(path: &str) -> Result<CanonicalPath, Invalid> {
+    if already_canonical(path) {
+        return Ok(CanonicalPath { decoded: path.to_owned(), encoded: path.to_owned(), ambiguity: None });
+    }
+    rebuild(path)
+}
+
+/// Whether PATH is its own canonical form (decoded and encoded alike, nothing ambiguous): only bytes that stay
+/// literal, no empty segment but a trailing slash, no segment ending in `.` (so no `.` or `..`). The common
+/// request: it skips the segment-by-segment rebuild (~4,700 wasm instructions for `/orders`, `wasmfilter profile`).
+fn already_canonical(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else { return false };
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment.ends_with('.') || !segment.bytes().all(stays_literal) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The canonical form of PATH, segment by segment.
+fn rebuild(path: &str) -> Result<CanonicalPath, Invalid> {
     let Some(rest) = path.strip_prefix('/') else { return Err(Invalid::NotOriginForm) };
     let mut builder = Builder::default();
     let mut bytes = rest.bytes();
@@ -520,6 +543,31 @@ mod tests {
         assert_eq!(parse(r#""forward_canonical""#), Some(ForwardCanonical));
         assert_eq!(parse(r#""reject_ambiguous""#), Some(RejectAmbiguous));
         assert_eq!(parse(r#""ForwardCanonical""#), None);
+    }
+
+    /// The shortcut for paths already canonical gives exactly what the rebuild gives, on every path built from
+    /// segments that probe its edges (dots, empty segments, escapes, separators, parameters, non-ASCII).
+    #[test]
+    fn the_already_canonical_shortcut_agrees_with_the_rebuild() {
+        let parts = ["", ".", "..", "a", "a.", ".a", "a b", "a%2e", "%41", "a;b", "a+b", "a\\b", "é", "~x-y_z",
+                     "!$&'()*,=:@", "a%2Fb", "a%"];
+        let mut checked = 0;
+        for first in parts {
+            for second in parts {
+                for third in ["", "c", "."] {
+                    for path in [format!("/{first}/{second}/{third}"), format!("/{first}{second}"), format!("{first}/{second}"),
+                                 format!("/{first}//{second}/")] {
+                        assert_eq!(canonicalise(&path), rebuild(&path), "{path:?}");
+                        checked += usize::from(already_canonical(&path));
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "the shortcut was taken only {checked} times");
+        for path in ["/", "/orders", "/api/v2/users/", "/a/b/c"] {
+            assert!(already_canonical(path), "{path}");
+            assert_eq!(canonicalise(path), rebuild(path));
+        }
     }
 
     /// Every byte, raw and encoded, in a segment: either refused, or the canonical path is a fixed point whose

@@ -13,6 +13,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use wasmfilter_common::configured;
+use wasmfilter_common::headers::HeaderBuffer;
 use wasmfilter_common::metrics::{add, counter};
 
 use crate::config::{RateLimitConfig, Rule};
@@ -215,15 +216,22 @@ struct RateLimitRequest {
 impl Context for RateLimitRequest {}
 
 impl RateLimitRequest {
-    fn view(&self) -> RequestView {
+    /// The request as the rules see it, borrowed from BUFFER (the request header map, one host call).
+    fn view<'b>(&self, buffer: &'b HeaderBuffer) -> RequestView<'b> {
         let mut view = RequestView::default();
-        for (name, value) in wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes()) {
-            match name.as_str() {
-                ":method" => view.method = value,
-                ":path" => view.path = value,
-                _ => view.headers.push((name, value)),
+        let mut headers = buffer.pairs();
+        headers.retain(|(name, value)| match name.as_ref() {
+            ":method" => {
+                view.method = value.clone();
+                false
             }
-        }
+            ":path" => {
+                view.path = value.clone();
+                false
+            }
+            _ => true,
+        });
+        view.headers = headers;
         if !self.plugin.needs_client_address {
             return view;
         }
@@ -239,7 +247,7 @@ impl RateLimitRequest {
         let headers = decision.headers();
         let mut pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         pairs.push(("content-type", "application/json"));
-        let body = format!(r#"{{"error":"rate limited","rule":"{}"}}"#, rule.name);
+        let body = [r#"{"error":"rate limited","rule":""#, rule.name.as_str(), r#""}"#].concat();
         self.send_http_response(429, pairs, Some(body.as_bytes()));
         Action::Pause
     }
@@ -249,7 +257,8 @@ impl HttpContext for RateLimitRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         wasmfilter_common::test_panic!(self);
         let plugin = Rc::clone(&self.plugin);
-        let view = self.view();
+        let buffer = HeaderBuffer::request();
+        let view = self.view(&buffer);
         let Some(rule) = matcher::select(&plugin.config, &view) else { return Action::Continue };
         let rule_index = plugin.config.all_rules().position(|r| std::ptr::eq(r, rule)).unwrap_or(usize::MAX);
         let key = matcher::key_for(rule, &view);

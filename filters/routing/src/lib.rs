@@ -2,6 +2,7 @@
 //! (cluster header, path rewrite, extra headers), clears Envoy's route cache and counts.
 pub mod config;
 pub mod matcher;
+pub mod regex_prefix;
 pub mod request;
 pub mod router;
 pub mod split;
@@ -14,6 +15,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 use wasmfilter_common::configured;
+use wasmfilter_common::headers::HeaderBuffer;
 use wasmfilter_common::metrics::{bump, counter};
 
 use crate::config::RoutingConfig;
@@ -62,6 +64,8 @@ impl Metrics {
 
 struct State {
     router: Router,
+    /// `upstream_path::owned_headers(&router)`, computed once.
+    owned_headers: Vec<String>,
     metrics: Metrics,
     /// Set once the `clear_route_cache` foreign function failed, so the warning is logged once per VM.
     clear_failed: Cell<bool>,
@@ -85,7 +89,8 @@ impl RootContext for RoutingRoot {
         config.log_level.apply();
         log::info!("routing configured: {} rule(s), cluster header `{}`", router.rules.len(), router.cluster_header);
         let metrics = Metrics::define(&router);
-        self.state = Some(Rc::new(State { router, metrics, clear_failed: Cell::new(false) }));
+        let owned_headers = upstream_path::owned_headers(&router).into_iter().map(str::to_owned).collect();
+        self.state = Some(Rc::new(State { router, owned_headers, metrics, clear_failed: Cell::new(false) }));
         true
     }
 
@@ -123,9 +128,10 @@ impl HttpContext for RoutingRequest {
         let router = &state.router;
         let mut changed = false;
 
-        let mut headers = wasmfilter_common::headers::text_map(self.get_http_request_headers_bytes());
+        let buffer = HeaderBuffer::request();
+        let mut headers = buffer.pairs();
         // The path the rules see is the path the upstream gets; no header the filter owns comes from the client.
-        let guarded = match upstream_path::guard(router, &headers) {
+        let guarded = match upstream_path::guard(router, &state.owned_headers, &headers) {
             Ok(guarded) => guarded,
             Err(refusal) => {
                 bump(state.metrics.bad_path);
@@ -138,7 +144,7 @@ impl HttpContext for RoutingRequest {
         for name in &guarded.remove {
             self.set_http_request_header(name, None);
         }
-        headers.retain(|(k, _)| !guarded.remove.contains(k));
+        headers.retain(|(k, _)| !guarded.remove.iter().any(|r| r == k));
         changed |= !guarded.remove.is_empty();
         if guarded.spoofed_cluster {
             // Never let a client pick the upstream by sending the header the route table reads.

@@ -1,15 +1,18 @@
 //! A read-only view of the request the rules look at: path, query parameters, headers and cookies.
+use std::borrow::Cow;
+use wasmfilter_common::headers::{self, HeaderList};
 
 /// Headers as Envoy hands them over: lower-case names, repeats kept in order.
 pub struct RequestView<'a> {
     path: &'a str,
     query: &'a str,
-    headers: &'a [(String, String)],
+    headers: &'a dyn HeaderList,
 }
 
 impl<'a> RequestView<'a> {
-    /// `full_path` is the `:path` pseudo-header (path plus optional `?query`).
-    pub fn new(full_path: &'a str, headers: &'a [(String, String)]) -> Self {
+    /// `full_path` is the `:path` pseudo-header (path plus optional `?query`); `headers` borrowed from the host's
+    /// map (`wasmfilter_common::headers`) or owned pairs.
+    pub fn new(full_path: &'a str, headers: &'a dyn HeaderList) -> Self {
         let (path, query) = split_path(full_path);
         RequestView { path, query, headers }
     }
@@ -24,22 +27,22 @@ impl<'a> RequestView<'a> {
         self.query
     }
 
-    /// A header's value; repeated headers are joined with `,` (as Envoy's own header matcher does).
-    pub fn header(&self, name: &str) -> Option<String> {
-        let mut values = self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-        let first = values.next()?;
-        let mut joined = first.to_owned();
+    /// A header's value; repeated headers are joined with `,` (as Envoy's own header matcher does). Borrowed when
+    /// the header is there once.
+    pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
+        let mut values = headers::iter(self.headers).filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let mut joined = Cow::Borrowed(values.next()?);
         for v in values {
-            joined.push(',');
-            joined.push_str(v);
+            let text = joined.to_mut();
+            text.push(',');
+            text.push_str(v);
         }
         Some(joined)
     }
 
     /// The first cookie of that name across all `cookie` headers.
     pub fn cookie(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
+        headers::iter(self.headers)
             .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
             .flat_map(|(_, v)| v.split(';'))
             .find_map(|pair| {
@@ -49,7 +52,7 @@ impl<'a> RequestView<'a> {
     }
 
     /// The first query parameter of that name, percent-decoded (`+` is a space).
-    pub fn query(&self, name: &str) -> Option<String> {
+    pub fn query(&self, name: &str) -> Option<Cow<'a, str>> {
         self.query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (!pair.is_empty() && percent_decode(k) == name).then(|| percent_decode(v))
@@ -72,8 +75,12 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding; a malformed escape is kept as written.
-pub fn percent_decode(s: &str) -> String {
+/// `application/x-www-form-urlencoded` decoding; a malformed escape is kept as written. Text without `%` or `+`
+/// decodes to itself (borrowed: no allocation per query parameter looked at).
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -96,7 +103,7 @@ pub fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
@@ -136,7 +143,7 @@ mod tests {
 
     #[test]
     fn reads_decoded_query_parameters() {
-        let h = Vec::new();
+        let h: Vec<(String, String)> = Vec::new();
         let view = RequestView::new("/p?a=1&version=v%32&name=a+b&flag&a=2&%76=x", &h);
         assert_eq!(view.path(), "/p");
         assert_eq!(view.query("a").as_deref(), Some("1"));

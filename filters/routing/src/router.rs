@@ -1,4 +1,5 @@
 //! The routing decision: first matching rule → cluster (fixed or split), path rewrite, headers to set.
+use std::borrow::Cow;
 use std::cell::Cell;
 
 use crate::config::{NoKeyPolicy, RoutingConfig, SplitConfig, invalid};
@@ -38,6 +39,14 @@ pub struct Rule {
     pub destination: Destination,
     pub prefix_rewrite: Option<(String, String)>,
     pub set_headers: Vec<(String, String)>,
+    /// A path regex's required literal prefix (`regex_prefix`): a path without it skips the rule's conditions.
+    path_hint: Option<String>,
+}
+
+impl Rule {
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.path_hint.as_deref().is_none_or(|hint| req.path().starts_with(hint)) && self.conditions.matches(req)
+    }
 }
 
 #[derive(Debug)]
@@ -95,10 +104,10 @@ impl Split {
         Split { key, clusters, weights, no_key: config.no_key, ticket: Cell::new(0) }
     }
 
-    fn key_of(&self, req: &RequestView<'_>) -> Option<String> {
+    fn key_of<'q>(&self, req: &RequestView<'q>) -> Option<Cow<'q, str>> {
         let value = match &self.key {
             SplitKey::Header(h) => req.header(h),
-            SplitKey::Cookie(c) => req.cookie(c).map(str::to_owned),
+            SplitKey::Cookie(c) => req.cookie(c).map(Cow::Borrowed),
             SplitKey::None => None,
         };
         value.filter(|v| !v.is_empty())
@@ -122,12 +131,18 @@ impl Router {
                 (Some(prefix), Some(rewrite)) => Some((prefix.clone(), rewrite.clone())),
                 _ => None,
             };
+            // The path test is the prefix when both are set, else the regex (as `Conditions::compile` reads them).
+            let path_hint = match (&rule.matches.path_prefix, &rule.matches.path_regex) {
+                (None, Some(pattern)) => crate::regex_prefix::required_prefix(pattern),
+                _ => None,
+            };
             rules.push(Rule {
                 name: rule.name.clone(),
                 conditions,
                 destination,
                 prefix_rewrite,
                 set_headers: rule.set_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                path_hint,
             });
         }
         Ok(Router {
@@ -141,7 +156,7 @@ impl Router {
     }
 
     pub fn decide(&self, req: &RequestView<'_>) -> Decision<'_> {
-        let Some((index, rule)) = self.rules.iter().enumerate().find(|(_, r)| r.conditions.matches(req)) else {
+        let Some((index, rule)) = self.rules.iter().enumerate().find(|(_, r)| r.matches(req)) else {
             return Decision::Default(self.default_cluster.as_deref());
         };
         let (cluster, target, choice) = match &rule.destination {
@@ -159,7 +174,7 @@ impl Router {
             let full = req.path();
             let rest = full.strip_prefix(prefix.as_str())?;
             let query = req.query_string();
-            Some(if query.is_empty() { format!("{rewrite}{rest}") } else { format!("{rewrite}{rest}?{query}") })
+            Some(if query.is_empty() { [rewrite, rest].concat() } else { [rewrite, rest, "?", query].concat() })
         });
         Decision::Rule(Routed { rule: index, cluster, target, choice, path, set_headers: &rule.set_headers })
     }

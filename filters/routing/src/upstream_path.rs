@@ -7,6 +7,7 @@
 //! backend folds together (`x_route` for `x-route`), is removed before the rules look at the request.
 use wasmfilter_common::canonical_path::{self, Decided, Refusal};
 use wasmfilter_common::header_spelling::{same_header, spellings_to_remove};
+use wasmfilter_common::headers::{Pair, first, names};
 
 use crate::router::Router;
 
@@ -33,13 +34,13 @@ pub fn owned_headers(router: &Router) -> Vec<&str> {
     owned
 }
 
-/// Checks the request's `:path` (in HEADERS) and lists the owned headers to remove.
-pub fn guard(router: &Router, headers: &[(String, String)]) -> Result<Guarded, Refusal> {
-    let raw = headers.iter().find(|(k, _)| k == ":path").map_or("", |(_, v)| v.as_str());
-    let path = canonical_path::decide(raw, router.path_normalization)?;
-    let owned = owned_headers(router);
-    let remove = spellings_to_remove(headers.iter().map(|(k, _)| k.as_str()), &owned);
-    let spoofed_cluster = headers.iter().any(|(k, _)| same_header(k, &router.cluster_header));
+/// Checks the request's `:path` (in HEADERS) and lists the owned headers to remove. OWNED: `owned_headers(router)`
+/// (computed once per configuration).
+pub fn guard(router: &Router, owned: &[impl AsRef<str>], headers: &[Pair<'_>]) -> Result<Guarded, Refusal> {
+    let path = canonical_path::decide(first(headers, ":path"), router.path_normalization)?;
+    let remove = spellings_to_remove(names(headers), owned);
+    // The cluster header is owned, so a client's copy (never a pseudo-header) is in the removal list.
+    let spoofed_cluster = remove.iter().any(|k| same_header(k, &router.cluster_header));
     Ok(Guarded { path, remove: remove.into_iter().map(str::to_owned).collect(), spoofed_cluster })
 }
 
@@ -63,9 +64,9 @@ mod tests {
         Router::build(&RoutingConfig::parse(json.as_bytes()).unwrap(), 1).unwrap()
     }
 
-    fn headers(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut h = vec![(":path".to_owned(), path.to_owned()), (":method".to_owned(), "GET".to_owned())];
-        h.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    fn headers(path: &str, extra: &[(&str, &str)]) -> Vec<Pair<'static>> {
+        let mut h = wasmfilter_common::headers::owned(&[(":path", path), (":method", "GET")]);
+        h.extend(wasmfilter_common::headers::owned(extra));
         h
     }
 
@@ -73,7 +74,7 @@ mod tests {
     fn routed(mode: &str, path: &str) -> Result<(String, String), Refusal> {
         let r = router(mode);
         let h = headers(path, &[]);
-        let guarded = guard(&r, &h)?;
+        let guarded = guard(&r, &owned_headers(&r), &h)?;
         Ok(match r.decide(&RequestView::new(&guarded.path.path, &h)) {
             Decision::Rule(routed) => {
                 let name = r.rules.get(routed.rule).map(|rule| rule.name.clone()).unwrap_or_default();
@@ -147,11 +148,11 @@ mod tests {
             "/",
             &[("x_wasmfilter_cluster", "internal"), ("x_route", "beta"), ("X-Tier", "a"), ("x-api-key", "k")],
         );
-        let guarded = guard(&r, &h).unwrap();
+        let guarded = guard(&r, &owned_headers(&r), &h).unwrap();
         assert!(guarded.spoofed_cluster);
         assert_eq!(guarded.remove, vec!["x_wasmfilter_cluster", "x_route", "X-Tier"]);
         // Nothing owned on the request: nothing removed (no header mutation, the cached route stays).
-        let clean = guard(&r, &headers("/", &[("x-api-key", "k")])).unwrap();
+        let clean = guard(&r, &owned_headers(&r), &headers("/", &[("x-api-key", "k")])).unwrap();
         assert!(!clean.spoofed_cluster && clean.remove.is_empty());
     }
 }

@@ -5,6 +5,8 @@ wrk.py         the load generator (wrk + a Lua script printing the latency distr
 runner.py      interleaved rounds of real Envoys (baseline / wasm / native) under load
 report.py      medians, spreads, deltas, ratios → JSON, Markdown, terminal table, PNG plot
 display.py     the command itself: progress while it runs, tables after (rich on a TTY, plain lines otherwise)
+guest_cost.py  `wasmfilter profile`: guest instructions per callback and host calls per request, on the emulator
+profile_command.py  that command's definitions, build and tables
 """
 
 from __future__ import annotations
@@ -36,9 +38,14 @@ class BenchOutcome:
 
 def apply_overrides(definition: BenchDefinition, *, duration: str | None = None, warmup: str | None = None,
                     rounds: int | None = None, connections: int | None = None,
-                    concurrency: int | None = None) -> BenchDefinition:
+                    concurrency: int | None = None, before: Path | None = None) -> BenchDefinition:
     """Command-line settings over the file's, validated like the file's."""
     changes: dict = {}
+    if before is not None:
+        if not Path(before).exists():
+            raise UsageError(f"--before {before}: no such file or directory",
+                             fix="give the .wasm of the other build, or a directory of such modules")
+        changes["compare_wasm"] = str(Path(before).resolve())
     if duration is not None:
         changes["duration_s"] = parse_duration(duration, "--duration")
     if warmup is not None:

@@ -64,6 +64,10 @@ class Settings(_Model):
     # Also measure the size build (`wasmfilter build --opt`) of the filter as variant `wasm-opt`, in the same
     # rounds: per-request cost and VM start of both builds side by side.
     compare_opt: bool = False
+    # Another build of the same filter (e.g. the one before a change), measured as variant `wasm-before` in the same
+    # rounds: a before/after table from one run. A .wasm file, or a directory holding the module under the name
+    # `wasmfilter build` gives it (`<crate>[+features].wasm`). Usually given on the command line (`--before`).
+    compare_wasm: str | None = None
 
     @field_validator("duration_s", "warmup_s", mode="before")
     @classmethod
@@ -123,7 +127,7 @@ class Expect(_Model):
     def for_variant(self, kind: str, name: str) -> int:
         if kind in ("baseline", "probe"):   # probes let every request through, like Envoy without a filter
             return self.baseline_status
-        if kind == "wasm-opt":              # the filter's size build answers like the filter
+        if kind in ("wasm-opt", "wasm-before"):  # other builds of the filter answer like the filter
             return self.status
         if kind == "native":
             if isinstance(self.native_status, dict):

@@ -67,6 +67,10 @@ def show(outcome: BenchOutcome) -> None:
         print(plain_table(table_header(doc), table_rows(doc)))
         print()
         print(plain_table(ENVOY_HEADER, envoy_rows(doc)))
+    if doc.get("guest_cost"):
+        from wasmfilter.bench.profile_command import show as show_profile
+
+        show_profile(doc["guest_cost"])
     for w in doc["warnings"]:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if doc["verdict"]["ok"]:
@@ -95,7 +99,8 @@ def rerender(files: list[Path], *, out_dir: Path | None = None, docs_file: Path 
 def bench_command(path: Path | None, *, all_: bool = False, duration: str | None = None, warmup: str | None = None,
                   rounds: int | None = None, connections: int | None = None, concurrency: int | None = None,
                   out_dir: Path | None = None, docs_file: Path | None = None,
-                  envoy_version: str | None = None, from_json: list[Path] | None = None) -> list[BenchOutcome]:
+                  envoy_version: str | None = None, from_json: list[Path] | None = None,
+                  before: Path | None = None) -> list[BenchOutcome]:
     """The whole `wasmfilter bench` command: every definition is loaded and checked before any runs."""
     if from_json:
         return rerender(from_json, out_dir=out_dir, docs_file=docs_file)
@@ -109,7 +114,7 @@ def bench_command(path: Path | None, *, all_: bool = False, duration: str | None
         definitions = [resolve_definition(path)]
     for d in definitions:
         apply_overrides(d, duration=duration, warmup=warmup, rounds=rounds, connections=connections,
-                        concurrency=concurrency)
+                        concurrency=concurrency, before=before)
     outcomes = []
     for d in definitions:
         steps, seconds = plan(d)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wasmfilter.bench import probes, vm_start
+from wasmfilter.bench import guest_cost, probes, vm_start
 from wasmfilter.bench.definition import Scenario
-from wasmfilter.bench.runner import BASELINE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
+from wasmfilter.bench.runner import BASELINE, BEFORE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
 
 SCHEMA = 1
@@ -153,11 +153,13 @@ def summarize(run: BenchRun) -> dict[str, Any]:
                          "native_added_p50_us": stat(paired(p50, n, BASELINE, lambda a, b: a - b))}
                      for n in natives if sc.applies_to("native", n)}
         vs_floor = _vs_floor(run, sc, vs_baseline, paired, cpu, p50)
-        opt_vs_baseline = None
-        if any(v.name == OPT for v in run.variants):
-            opt_vs_baseline = {"added_p50_us": stat(paired(p50, OPT, BASELINE, lambda a, b: a - b)),
-                               "added_cpu_us_per_req": stat(paired(cpu, OPT, BASELINE, lambda a, b: a - b)),
-                               "cpu_vs_default_build_us": stat(paired(cpu, OPT, WASM, lambda a, b: a - b))}
+        # Other builds of the filter (the size build, a build from before a change) against no filter and against
+        # the build under test, per round.
+        other_builds = {v.name: {"added_p50_us": stat(paired(p50, v.name, BASELINE, lambda a, b: a - b)),
+                                 "added_cpu_us_per_req": stat(paired(cpu, v.name, BASELINE, lambda a, b: a - b)),
+                                 "cpu_vs_default_build_us": stat(paired(cpu, v.name, WASM, lambda a, b: a - b))}
+                        for v in run.variants if v.kind in (OPT, BEFORE)}
+        opt_vs_baseline = other_builds.get(OPT)
         added = vs_baseline["added_p50_us"]["median"]
         targets: dict[str, Any] = {"added_p50_us": {"value": added, "target": d.targets.added_p50_us,
                                                     "ok": added is not None and added <= d.targets.added_p50_us}}
@@ -174,7 +176,8 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         scenarios.append({"name": sc.name, "description": sc.description,
                           "request": sc.request.model_dump(), "expect": sc.expect.model_dump(),
                           "variants": per_variant, "wasm_vs_baseline": vs_baseline, "wasm_vs_native": vs_native,
-                          "wasm_vs_floor": vs_floor, "opt_vs_baseline": opt_vs_baseline, "targets": targets})
+                          "wasm_vs_floor": vs_floor, "opt_vs_baseline": opt_vs_baseline,
+                          "before_vs_baseline": other_builds.get(BEFORE), "targets": targets})
     envoy: dict[str, Any] = {}
     for v in run.variants:
         es = run.envoy[v.name]
@@ -213,6 +216,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         "scenarios": scenarios,
         "envoy": envoy,
         "wasm_stats_last_round": wasm_stats,
+        "guest_cost": run.guest,
         "warnings": warnings,
         "verdict": {"ok": not misses, "misses": misses},
         "notes": d.notes.strip(),
@@ -253,11 +257,11 @@ def table_rows(doc: dict) -> list[list[str]]:
                 ratio = ""
             elif v["kind"] == PROBE:
                 added, added_cpu, ratio = _probe_cells(sc, v["name"])
-            elif v["kind"] == OPT and sc.get("opt_vs_baseline"):
-                o = sc["opt_vs_baseline"]
+            elif v["kind"] in (OPT, BEFORE) and sc.get(OTHER_BUILD_KEYS[v["kind"]]):
+                o = sc[OTHER_BUILD_KEYS[v["kind"]]]
                 added = _n(o["added_p50_us"]["median"], "{:+.0f}")
                 added_cpu = _n(o["added_cpu_us_per_req"]["median"], "{:+.1f}")
-                ratio = f"{_n(o['cpu_vs_default_build_us']['median'], '{:+.2f}')} µs CPU/req vs the default build"
+                ratio = f"{_n(o['cpu_vs_default_build_us']['median'], '{:+.2f}')} µs CPU/req vs wasm"
             else:
                 added, added_cpu, ratio = "", "", ""
             floor = sc.get("wasm_vs_floor") or {}
@@ -267,6 +271,9 @@ def table_rows(doc: dict) -> list[list[str]]:
                          _n(e["cpu_us_per_req"]["median"], "{:.1f}"), added, added_cpu, multiple, ratio,
                          f"{_spread(e['p50_us'])} / {_spread(e['rps'])} / {_spread(e['cpu_us_per_req'])}"])
     return rows
+
+
+OTHER_BUILD_KEYS = {OPT: "opt_vs_baseline", BEFORE: "before_vs_baseline"}
 
 
 def _probe_cells(sc: dict, variant: str) -> tuple[str, str, str]:
@@ -367,6 +374,8 @@ def markdown(doc: dict, plot_name: str | None = None, heading: str = "##") -> st
                 out.append(f"- {mark} {sc['name']}: req/s vs {native} = {_n(tg['value'], '{:.2f}')}x (target ≥ "
                            f"{tg['target']:g}x); per Envoy CPU-second {extra}x")
     out.append("")
+    if doc.get("guest_cost"):
+        out += [guest_cost.markdown(doc["guest_cost"]), ""]
     if doc["warnings"]:
         out += ["Warnings:", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     if doc["notes"]:

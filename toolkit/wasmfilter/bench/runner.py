@@ -27,7 +27,7 @@ from wasmfilter.envoy.bootstrap import CLUSTER_HEADER, Bootstrap, Upstream, Wasm
 from wasmfilter.envoy.process import EnvoyProcess
 from wasmfilter.envoy.protocol import Envoy
 from wasmfilter.envoy.validate import validate_text
-from wasmfilter.errors import BenchError
+from wasmfilter.errors import BenchError, UsageError
 
 Progress = Callable[[str, int], None]  # (message, steps done since last call)
 
@@ -36,6 +36,7 @@ WASM = "wasm"
 PROBE = "probe"          # kind of the floor and the cost probes (hand-written modules, bench/probes.py)
 FLOOR = "floor"          # the floor's variant name
 OPT = "wasm-opt"         # name and kind of the filter's size build (settings.compare_opt)
+BEFORE = "wasm-before"   # name and kind of another build of the filter (settings.compare_wasm)
 PROBE_PREFIX = "probe-"  # the other probes' variant names: probe-<name>
 
 
@@ -161,6 +162,7 @@ class BenchRun:
     problems: list[str] = field(default_factory=list)
     tuning: Tuning = field(default_factory=Tuning)
     vm_start_cpu: dict[str, list[float]] = field(default_factory=dict)         # variant → validate CPU ms per run
+    guest: dict[str, Any] | None = None   # guest instructions / host calls per request (bench/guest_cost.py)
 
 
 @dataclass
@@ -181,6 +183,13 @@ def opt_wasm_path(wasm: Path) -> Path:
     return wasm.with_name(wasm.stem + ".opt.wasm")
 
 
+def before_wasm_path(definition: BenchDefinition, wasm: Path) -> Path:
+    """The module of variant `wasm-before`: settings.compare_wasm, a file or a directory holding a module named like
+    WASM (the current build)."""
+    given = Path(definition.settings.compare_wasm or "")
+    return given / wasm.name if given.is_dir() else given
+
+
 def _bootstrap(definition: BenchDefinition, variant: Variant, scenario: Scenario, wasm: Path) -> str:
     manifest = definition.manifest
     assert manifest is not None
@@ -188,8 +197,8 @@ def _bootstrap(definition: BenchDefinition, variant: Variant, scenario: Scenario
     upstreams = [Upstream(name, "127.0.0.1", 9) for name in manifest.upstreams]
     routes = direct_routes(list(manifest.upstreams))
     filters: list[str] = []
-    if variant.kind in (WASM, OPT):
-        module = wasm if variant.kind == WASM else opt_wasm_path(wasm)
+    if variant.kind in (WASM, OPT, BEFORE):
+        module = {WASM: wasm, OPT: opt_wasm_path(wasm), BEFORE: before_wasm_path(definition, wasm)}[variant.kind]
         filters.append(WasmFilter.from_manifest(manifest, module,
                                                 plugin_config=definition.plugin_config(scenario)).fragment())
     elif variant.kind == PROBE:
@@ -217,6 +226,8 @@ def variants_of(definition: BenchDefinition) -> list[Variant]:
     if definition.settings.compare_opt:
         out.append(Variant(OPT, OPT, "the same filter's size build (wasmfilter build --opt: opt-level z, "
                                      "wasm-opt -Oz)"))
+    if definition.settings.compare_wasm:
+        out.append(Variant(BEFORE, BEFORE, f"another build of the filter: {definition.settings.compare_wasm}"))
     if definition.settings.floor:
         out.append(Variant(FLOOR, PROBE, f"the floor: {probes.CATALOG[probes.FLOOR].description}"))
     out += [Variant(PROBE_PREFIX + n, PROBE, f"floor + {probes.CATALOG[n].description}"
@@ -298,6 +309,9 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     for variant in variants:
         if variant.kind == PROBE:
             probes.build(_probe_name(variant.name))
+    if settings.compare_wasm and not before_wasm_path(definition, built.wasm).is_file():
+        raise UsageError(f"--before: no module '{before_wasm_path(definition, built.wasm)}' for {definition.name}",
+                         fix=f"give the .wasm of the other build, or a directory holding one named {built.wasm.name}")
     groups = _groups(definition, variants, built.wasm)
     # Every distinct configuration must pass `envoy --mode validate` before any load runs.
     for gs in groups.values():
@@ -306,6 +320,7 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     run = BenchRun(definition, variants, binary, built.wasm, built.size,
                    samples={s.name: {v.name: [] for v in variants} for s in definition.scenarios},
                    envoy={v.name: [] for v in variants})
+    run.guest = _guest_profile(definition, built.wasm, run.problems)
     run.tuning = Tuning.plan(settings.envoy_concurrency, settings.wrk_threads, settings.pin_cpus, settings.nice)
     run.vm_start_cpu = vm_start.measure({v.name: groups[v.name][0].config for v in variants}, binary,
                                         step=lambda message: step(message, 0))
@@ -326,6 +341,18 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     run.seconds = time.perf_counter() - started
     run.load_after = _loadavg()
     return run
+
+
+def _guest_profile(definition: BenchDefinition, wasm: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The deterministic side of the report: each scenario on the emulator (a second or two, no timing)."""
+    from wasmfilter.bench import guest_cost
+    from wasmfilter.errors import WasmfilterError
+
+    try:
+        return guest_cost.profile(definition, wasm).to_json()
+    except WasmfilterError as e:
+        problems.append(f"guest profile (emulator) skipped: {e.problem}")
+        return None
 
 
 def _rotated(items: list, rnd: int) -> list:

@@ -26,6 +26,7 @@ from wasmfilter.emulator.foreign import verify_signature
 from wasmfilter.emulator.http_call import Answer, Callouts, Rule
 from wasmfilter.emulator.logs import LogLine
 from wasmfilter.emulator.memory import GuestMemory
+from wasmfilter.emulator.meter import Meter
 from wasmfilter.emulator.metrics import Metrics
 from wasmfilter.emulator.queues import Queue, SharedQueues
 from wasmfilter.emulator.routes import RouteTable, downstream_headers, upstream_request
@@ -69,11 +70,12 @@ class FilterHost:
                  routes: RouteTable | None = None, upstream: Upstream | None = None, log_level: LogLevel =
                  LogLevel.TRACE, limits: vm_mod.Limits | None = None, cache: bool = True,
                  clock: TestClock | None = None, name: str = "module",
-                 answers: dict[str, list[AnswerRule]] | None = None):
+                 answers: dict[str, list[AnswerRule]] | None = None, meter: Meter | None = None):
         if plugin.failure_policy not in FAILURE_POLICIES:
             raise UsageError(f"unknown failure policy '{plugin.failure_policy}'",
                              fix="use one of: " + ", ".join(FAILURE_POLICIES))
         self.plugin = plugin
+        self.meter = meter  # counts instructions per callback and host calls (meter.py); None: off
         self.cache = cache
         self.limits = limits or vm_mod.Limits()
         self.clock = clock or TestClock()

@@ -26,6 +26,7 @@ from wasmfilter.emulator import (
 )
 from wasmfilter.emulator.codes import WASI_EFAULT, Result
 from wasmfilter.emulator.memory import OutOfBounds
+from wasmfilter.emulator.meter import Meter
 from wasmfilter.emulator.vm import define_host_func
 from wasmfilter.errors import EmulatorError
 
@@ -55,6 +56,14 @@ def _guard(func: Callable[..., Any], i32_params: list[bool], fault: int) -> Call
             return func(*[a & 0xFFFFFFFF if is32 else a for a, is32 in zip(args, i32_params)])
         except OutOfBounds:
             return fault
+
+    return call
+
+
+def _counted(func: Callable[..., Any], meter: Meter, name: str) -> Callable[..., Any]:
+    def call(*args: int) -> Any:
+        meter.host_call(name)
+        return func(*args)
 
     return call
 
@@ -97,7 +106,10 @@ def build(host: FilterHost, module: wasmtime.Module, engine: wasmtime.Engine, na
             if func is None:  # Envoy has it, the emulator does not: a call (not the import) is the error
                 func = _missing(imp.name or "")
                 host.not_emulated.append(f"env.{imp.name}")
-            define_host_func(linker, "env", imp.name or "", ty, _guard(func, i32s, Result.INVALID_MEMORY_ACCESS))
+            guarded = _guard(func, i32s, Result.INVALID_MEMORY_ACCESS)
+            if host.meter is not None:
+                guarded = _counted(guarded, host.meter, imp.name or "")
+            define_host_func(linker, "env", imp.name or "", ty, guarded)
         elif imp.module in WASI_MODULES:
             wfunc = wasi_funcs.get(imp.name or "") if imp.name in WASI_FUNCTIONS else None
             target = _guard(wfunc, i32s, WASI_EFAULT) if wfunc is not None else _wasi_stub(imp.name or "")

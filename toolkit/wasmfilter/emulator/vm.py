@@ -186,10 +186,14 @@ class Vm:
         self.memory = GuestMemory(self.store, memory, lambda size: int(malloc(size) or 0))
 
     def _refuel(self) -> None:
-        if self.limits.fuel:
-            self.store.set_fuel(self.limits.fuel)
-        else:
-            self.store.set_fuel(2**63 - 1)
+        self.store.set_fuel(self._budget())
+
+    def _budget(self) -> int:
+        return self.limits.fuel or 2**63 - 1
+
+    def fuel_used(self) -> int:
+        """Fuel the last call consumed (wasm instructions, the guest's allocator run by host calls included)."""
+        return self._budget() - self.store.get_fuel()
 
     def has(self, name: str) -> bool:
         return name in self.exports

@@ -89,7 +89,10 @@ class Worker:
         self.effective = None
         host.call_log_start = len(host.logs)
         try:
-            return self.vm.call(name, *args)
+            result = self.vm.call(name, *args)
+            if host.meter is not None and self.vm.has(name):
+                host.meter.callback(name, self.vm.fuel_used())
+            return result
         finally:
             host.active, self.current, self.effective = previous
 
