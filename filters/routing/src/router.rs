@@ -174,7 +174,15 @@ impl Router {
             let full = req.path();
             let rest = full.strip_prefix(prefix.as_str())?;
             let query = req.query_string();
-            Some(if query.is_empty() { [rewrite, rest].concat() } else { [rewrite, rest, "?", query].concat() })
+            // One exact allocation, as `concat` made, without linking `join`'s generic copy (~0.5 KB of module).
+            let mut path = String::with_capacity(rewrite.len() + rest.len() + 1 + query.len());
+            path.push_str(rewrite);
+            path.push_str(rest);
+            if !query.is_empty() {
+                path.push('?');
+                path.push_str(query);
+            }
+            Some(path)
         });
         Decision::Rule(Routed { rule: index, cluster, target, choice, path, set_headers: &rule.set_headers })
     }

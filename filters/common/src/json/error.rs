@@ -162,28 +162,31 @@ struct JsonUnexpected<'a>(Unexpected<'a>);
 
 impl fmt::Display for JsonUnexpected<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Unexpected::Bool(b) => write!(f, "boolean `{b}`"),
-            Unexpected::Unsigned(n) => write!(f, "integer `{n}`"),
-            Unexpected::Signed(n) => write!(f, "integer `{n}`"),
-            Unexpected::Float(_) => f.write_str("floating point number"),
-            Unexpected::Char(c) => write!(f, "character `{c}`"),
+        // One `write_str` for every fixed text (a `write!` per arm costs a formatting call each).
+        let text = match self.0 {
+            Unexpected::Bool(true) => "boolean `true`",
+            Unexpected::Bool(false) => "boolean `false`",
+            Unexpected::Unsigned(n) => return write!(f, "integer `{n}`"),
+            Unexpected::Signed(n) => return write!(f, "integer `{n}`"),
+            Unexpected::Char(c) => return write!(f, "character `{c}`"),
             Unexpected::Str(s) => {
                 f.write_str("string ")?;
-                quoted(f, s)
+                return quoted(f, s);
             }
-            Unexpected::Bytes(_) => f.write_str("byte array"),
-            Unexpected::Unit => f.write_str("null"),
-            Unexpected::Option => f.write_str("Option value"),
-            Unexpected::NewtypeStruct => f.write_str("newtype struct"),
-            Unexpected::Seq => f.write_str("sequence"),
-            Unexpected::Map => f.write_str("map"),
-            Unexpected::Enum => f.write_str("enum"),
-            Unexpected::UnitVariant => f.write_str("unit variant"),
-            Unexpected::NewtypeVariant => f.write_str("newtype variant"),
-            Unexpected::TupleVariant => f.write_str("tuple variant"),
-            Unexpected::StructVariant => f.write_str("struct variant"),
-            Unexpected::Other(other) => f.write_str(other),
-        }
+            Unexpected::Float(_) => "floating point number",
+            Unexpected::Bytes(_) => "byte array",
+            Unexpected::Unit => "null",
+            Unexpected::Option => "Option value",
+            Unexpected::NewtypeStruct => "newtype struct",
+            Unexpected::Seq => "sequence",
+            Unexpected::Map => "map",
+            Unexpected::Enum => "enum",
+            Unexpected::UnitVariant => "unit variant",
+            Unexpected::NewtypeVariant => "newtype variant",
+            Unexpected::TupleVariant => "tuple variant",
+            Unexpected::StructVariant => "struct variant",
+            Unexpected::Other(other) => other,
+        };
+        f.write_str(text)
     }
 }
