@@ -141,7 +141,7 @@ impl Router {
                 conditions,
                 destination,
                 prefix_rewrite,
-                set_headers: rule.set_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                set_headers: rule.set_headers.as_slice().to_vec(),
                 path_hint,
             });
         }

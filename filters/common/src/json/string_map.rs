@@ -40,6 +40,11 @@ impl StringMap {
         self.0.iter().map(pair)
     }
 
+    /// The entries in key order, as a slice.
+    pub fn as_slice(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &String> {
         self.0.iter().map(|(_, v)| v)
     }
