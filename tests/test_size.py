@@ -26,9 +26,10 @@ REFERENCE = ("auth", "ratelimit", "routing")
 SIZE_TARGET = 150_000  # bytes: the issue's "<= 150 KB after `wasmfilter build --opt`", read strictly (1 KB = 1000 B)
 # Filters whose --opt module reaches SIZE_TARGET (measured in docs/size.md). A filter missing from here does not
 # reach it yet; its size is reported there, not asserted as a number it misses.
-# ratelimit is back under it since the filters read JSON with wasmfilter_common::json instead of serde_json;
-# blank, the scaffold's minimal filter (serde config too), is what every new filter starts from.
-MEETS_SIZE_TARGET: tuple[str, ...] = ("blank", "ratelimit")
+# ratelimit reaches it since the filters read JSON with wasmfilter_common::json instead of serde_json, auth since it
+# dropped B-trees, `core`'s Debug escaping and iterator-collect code for smaller equivalents; blank, the scaffold's
+# minimal filter (serde config too), is what every new filter starts from. routing is ~0.6 KB over (docs/size.md).
+MEETS_SIZE_TARGET: tuple[str, ...] = ("blank", "ratelimit", "auth")
 
 _builds: dict[tuple[str, tuple[str, ...]], BuildResult] = {}
 

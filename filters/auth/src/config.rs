@@ -2,11 +2,11 @@
 //!
 //! Every error names the offending field (`field `jwt.jwks.keys[1].n`: ...`) so `on_configure` can log it and
 //! Envoy refuses the configuration with that reason.
-use std::collections::BTreeMap;
 use std::fmt::Display;
 
 use serde::Deserialize;
 use wasmfilter_common::canonical_path::PathNormalization;
+use wasmfilter_common::json::StringMap;
 use wasmfilter_common::{ConfigError, check_header_name};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -19,7 +19,7 @@ pub struct AuthConfig {
     pub key_query_param: Option<String>,
     /// SHA-256 digest of each accepted key (lower-case hex) → the identity forwarded upstream.
     #[serde(default)]
-    pub keys: BTreeMap<String, String>,
+    pub keys: StringMap,
     /// Header set on the upstream request with the caller's identity; any incoming copy is removed.
     #[serde(default = "default_identity_header")]
     pub identity_header: String,
@@ -81,7 +81,7 @@ pub struct JwtConfig {
     pub max_token_bytes: usize,
     /// Claim name → request header set upstream with the claim's value (incoming copies always removed).
     #[serde(default)]
-    pub claims_to_headers: BTreeMap<String, String>,
+    pub claims_to_headers: StringMap,
     /// Claim used as the identity (forwarded in `identity_header`, matched by rule `identities`).
     #[serde(default = "default_identity_claim")]
     pub identity_claim: String,

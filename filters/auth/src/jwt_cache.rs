@@ -4,11 +4,17 @@
 //! call. Keyed by a 64-bit SipHash of the token (a few times cheaper per byte than SHA-256 in V8); an
 //! entry keeps the token itself and a hit needs the exact bytes (constant-time compare), so a hash collision can
 //! only cost a miss, never hand one caller another's grant. Bounded (`jwt_cache.max_entries`; memory at most
-//! max_entries × jwt.max_token_bytes plus the grants; the oldest entry makes room, O(log n)), never used past the
-//! token's `exp` (no clock skew on a hit), and emptied when the key set changes.
-use std::collections::{BTreeMap, VecDeque};
+//! max_entries × jwt.max_token_bytes plus the grants; the oldest entry makes room, O(1)), never used past the token's
+//! `exp` (no clock skew on a hit), and emptied when the key set changes.
+//!
+//! Layout, chosen for a small module: the entries live in insertion order in a ring of `max_entries` slots (the
+//! oldest gives its slot to a new one), found through a `hashbrown::HashMap<u32, u32>` from the low 32 bits of the
+//! key to the slot — the very map type the proxy-wasm SDK's dispatcher uses, so no table code of its own (a
+//! `BTreeMap` + `VecDeque` cost ~11 KB of module, a `HashMap<u64, Entry>` ~2 KB). Two live tokens whose keys share
+//! their low 32 bits take turns in the index: the one not indexed misses (and is verified again), as any collision.
 use std::hash::{DefaultHasher, Hasher};
 
+use hashbrown::HashMap;
 use subtle::ConstantTimeEq;
 
 pub type CacheKey = u64;
@@ -21,6 +27,7 @@ pub struct Grant {
 }
 
 struct Entry {
+    key: CacheKey,
     token: Box<[u8]>,
     exp: u64,
     grant: Grant,
@@ -28,9 +35,12 @@ struct Entry {
 
 pub struct TokenCache {
     max_entries: usize,
-    entries: BTreeMap<CacheKey, Entry>,
-    /// Insertion order, for eviction. Holds every key in `entries` (and possibly stale ones): its length bounds both.
-    order: VecDeque<CacheKey>,
+    /// Low 32 bits of a key → the slot holding its entry (the latest insertion under those bits).
+    index: HashMap<u32, u32>,
+    /// The entries in insertion order, a ring of at most `max_entries`; the oldest at `oldest` once it is full. An
+    /// expired entry leaves its slot empty.
+    slots: Vec<Option<Entry>>,
+    oldest: usize,
 }
 
 /// Constant-time equality of two byte strings (the length is not secret: a token's length is public). Eight bytes at
@@ -63,31 +73,45 @@ pub fn key(token: &str) -> CacheKey {
     hasher.finish()
 }
 
+/// The index's key: the low 32 bits (the truncation is the point).
+#[allow(clippy::cast_possible_truncation)]
+fn short(key: CacheKey) -> u32 {
+    key as u32
+}
+
+/// Whether `entry` is the one of `token`: the key first, then the exact bytes in constant time.
+fn holds(entry: &Entry, key: CacheKey, token: &str) -> bool {
+    entry.key == key && same_bytes(&entry.token, token.as_bytes())
+}
+
 impl TokenCache {
     pub fn new(max_entries: usize) -> Self {
-        TokenCache { max_entries, entries: BTreeMap::new(), order: VecDeque::new() }
+        // Slots are numbered in a u32 (the config bounds max_entries far below).
+        let max_entries = max_entries.min(u32::MAX as usize);
+        TokenCache { max_entries, index: HashMap::new(), slots: Vec::new(), oldest: 0 }
     }
 
     pub fn enabled(&self) -> bool {
         self.max_entries > 0
     }
 
+    /// Tokens that can hit (indexed entries).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
     }
 
     /// The grant of a cached `token` (hashed to `key`) still valid at `now` (seconds); an expired entry is dropped.
     pub fn get(&mut self, key: &CacheKey, token: &str, now: u64) -> Option<Grant> {
-        let entry = self.entries.get(key)?;
-        if !same_bytes(&entry.token, token.as_bytes()) {
-            return None;
-        }
+        let at = *self.index.get(&short(*key))?;
+        let slot = self.slots.get_mut(at as usize)?;
+        let entry = slot.as_ref().filter(|e| holds(e, *key, token))?;
         if now > entry.exp {
-            self.entries.remove(key);
+            *slot = None;
+            self.index.remove(&short(*key));
             return None;
         }
         Some(entry.grant.clone())
@@ -98,18 +122,30 @@ impl TokenCache {
         if !self.enabled() || now > exp {
             return;
         }
-        while self.order.len() >= self.max_entries {
-            let Some(old) = self.order.pop_front() else { break };
-            self.entries.remove(&old);
-        }
-        self.order.push_back(key);
-        self.entries.insert(key, Entry { token: token.as_bytes().into(), exp, grant });
+        let entry = Some(Entry { key, token: token.as_bytes().into(), exp, grant });
+        let at = if self.slots.len() < self.max_entries {
+            self.slots.push(entry);
+            self.slots.len() - 1
+        } else {
+            // Full: the oldest insertion gives its slot to this one, and its index entry if it still has it.
+            let at = self.oldest;
+            self.oldest = (at + 1) % self.max_entries;
+            let Some(slot) = self.slots.get_mut(at) else { return };
+            if let Some(old) = std::mem::replace(slot, entry) {
+                if self.index.get(&short(old.key)) == Some(&(at as u32)) {
+                    self.index.remove(&short(old.key));
+                }
+            }
+            at
+        };
+        self.index.insert(short(key), at as u32);
     }
 
     /// Forgets everything (the key set changed: a token verified by a removed key must be checked again).
     pub fn clear(&mut self) {
-        self.entries.clear();
-        self.order.clear();
+        self.index.clear();
+        self.slots.clear();
+        self.oldest = 0;
     }
 }
 
@@ -164,7 +200,7 @@ mod tests {
         for i in 0..1000u64 {
             let t = format!("token-{i}");
             c.insert(key(&t), &t, 10_000, grant("x"), 0);
-            assert!(c.len() <= 3 && c.order.len() <= 3);
+            assert!(c.len() <= 3 && c.slots.len() <= 3);
         }
         assert!(c.get(&key("token-999"), "token-999", 0).is_some() && c.get(&key("token-996"), "token-996", 0).is_none());
         // Re-inserting after an expiry drop stays bounded too.
@@ -173,7 +209,29 @@ mod tests {
             c.insert(k, "again", now, grant("y"), now);
             assert_eq!(c.get(&k, "again", now + 1), None);
         }
-        assert!(c.len() <= 3 && c.order.len() <= 3);
+        assert!(c.len() <= 3 && c.slots.len() <= 3);
+    }
+
+    #[test]
+    fn keys_sharing_their_low_bits_take_turns() {
+        // Two live tokens whose keys agree in the low 32 bits: the later one is indexed, the other misses (as any
+        // collision), neither is ever handed the other's grant, and eviction keeps the index consistent.
+        let (ka, kb) = (0x1_0000_0005, 0x2_0000_0005);
+        let mut c = TokenCache::new(2);
+        c.insert(ka, "a", 100, grant("alice"), 0);
+        c.insert(kb, "b", 100, grant("bob"), 0);
+        assert_eq!(c.get(&ka, "a", 0), None);
+        assert_eq!(c.get(&kb, "b", 0), Some(grant("bob")));
+        assert_eq!(c.get(&kb, "a", 0), None);
+        // "a" (the oldest) gives its slot to "c": "b" must stay indexed.
+        c.insert(key("c"), "c", 100, grant("carol"), 0);
+        assert_eq!(c.get(&kb, "b", 0), Some(grant("bob")));
+        assert_eq!(c.get(&key("c"), "c", 0), Some(grant("carol")));
+        // "b" gives its slot to "a" again: the index moves with it.
+        c.insert(ka, "a", 100, grant("alice"), 0);
+        assert_eq!(c.get(&ka, "a", 0), Some(grant("alice")));
+        assert_eq!(c.get(&kb, "b", 0), None);
+        assert_eq!(c.len(), 2);
     }
 
     #[test]

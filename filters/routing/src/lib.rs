@@ -42,19 +42,22 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// Plain loops (once per configuration): three nested `map(..).collect()` cost ~0.7 KB more module.
     fn define(router: &Router) -> Self {
+        let (mut rules, mut targets) = (Vec::new(), Vec::new());
+        for r in &router.rules {
+            rules.push(counter(&format!("{PREFIX}.rule.{}", r.name)));
+            let mut split = Vec::new();
+            if let Destination::Split(s) = &r.destination {
+                for c in &s.clusters {
+                    split.push(counter(&format!("{PREFIX}.split.{}.{c}", r.name)));
+                }
+            }
+            targets.push(split);
+        }
         Metrics {
-            rules: router.rules.iter().map(|r| counter(&format!("{PREFIX}.rule.{}", r.name))).collect(),
-            targets: router
-                .rules
-                .iter()
-                .map(|r| match &r.destination {
-                    Destination::Split(s) => {
-                        s.clusters.iter().map(|c| counter(&format!("{PREFIX}.split.{}.{c}", r.name))).collect()
-                    }
-                    Destination::Cluster(_) => Vec::new(),
-                })
-                .collect(),
+            rules,
+            targets,
             default: counter(&format!("{PREFIX}.default")),
             spoofed: counter(&format!("{PREFIX}.spoofed_cluster_header")),
             bad_path: counter(&format!("{PREFIX}.bad_path")),

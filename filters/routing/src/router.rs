@@ -96,13 +96,12 @@ impl Split {
             (None, Some(c)) => SplitKey::Cookie(c.clone()),
             (None, None) => SplitKey::None,
         };
-        Split {
-            key,
-            clusters: config.targets.iter().map(|t| t.cluster.clone()).collect(),
-            weights: config.targets.iter().map(|t| t.weight).collect(),
-            no_key: config.no_key,
-            ticket: Cell::new(0),
+        let (mut clusters, mut weights) = (Vec::new(), Vec::new());
+        for target in &config.targets {
+            clusters.push(target.cluster.clone());
+            weights.push(target.weight);
         }
+        Split { key, clusters, weights, no_key: config.no_key, ticket: Cell::new(0) }
     }
 
     fn key_of<'q>(&self, req: &RequestView<'q>) -> Option<Cow<'q, str>> {
@@ -142,7 +141,7 @@ impl Router {
                 conditions,
                 destination,
                 prefix_rewrite,
-                set_headers: rule.set_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                set_headers: rule.set_headers.as_slice().to_vec(),
                 path_hint,
             });
         }
@@ -175,7 +174,15 @@ impl Router {
             let full = req.path();
             let rest = full.strip_prefix(prefix.as_str())?;
             let query = req.query_string();
-            Some(if query.is_empty() { [rewrite, rest].concat() } else { [rewrite, rest, "?", query].concat() })
+            // One exact allocation, as `concat` made, without linking `join`'s generic copy (~0.5 KB of module).
+            let mut path = String::with_capacity(rewrite.len() + rest.len() + 1 + query.len());
+            path.push_str(rewrite);
+            path.push_str(rest);
+            if !query.is_empty() {
+                path.push('?');
+                path.push_str(query);
+            }
+            Some(path)
         });
         Decision::Rule(Routed { rule: index, cluster, target, choice, path, set_headers: &rule.set_headers })
     }

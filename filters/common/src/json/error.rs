@@ -1,7 +1,7 @@
 //! The JSON reader's one error type: a message, the path of the field it is about (`rules[0].key[1].source`) and,
 //! for malformed JSON, the line and column. Nested readers add their segment as the error travels out, so the path
 //! costs nothing until something fails.
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 use serde::de::{Expected, Unexpected};
 
@@ -120,31 +120,73 @@ impl serde::de::Error for Error {
     }
 }
 
+/// `s` in double quotes, escaped as `{s:?}` escapes ASCII (`\"`, `\\`, `\t`, `\r`, `\n`, `\0`, `\u{1b}`) and
+/// every other control character and line/paragraph separator as `\u{..}`; any other character is written as it
+/// is. `{s:?}` also escapes the rarer invisible characters (format characters, combining marks at the start), but
+/// links core's Unicode printability tables and escape code for that (~2 KB of every module).
+fn quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    let mut plain = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\t' => "\\t",
+            '\r' => "\\r",
+            '\n' => "\\n",
+            '\0' => "\\0",
+            _ if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => "",
+            _ => continue,
+        };
+        f.write_str(s.get(plain..i).unwrap_or_default())?;
+        if escape.is_empty() {
+            // `\u{85}`: lower-case hex without leading zeros, as `{:x}` (not linked for this alone) writes it.
+            f.write_str("\\u{")?;
+            let code = u32::from(c);
+            for shift in (0..(32 - code.leading_zeros()).div_ceil(4)).rev() {
+                f.write_char(char::from_digit((code >> (shift * 4)) & 0xf, 16).unwrap_or('0'))?;
+            }
+            f.write_str("}")?;
+        } else {
+            f.write_str(escape)?;
+        }
+        plain = i + c.len_utf8();
+    }
+    f.write_str(s.get(plain..).unwrap_or_default())?;
+    f.write_str("\"")
+}
+
 /// serde's `Unexpected` in serde's words, except `null` for the unit value and a float without its digits (this
 /// reader never reports one: a number that is no integer is reported by its text, see `de.rs`).
 struct JsonUnexpected<'a>(Unexpected<'a>);
 
 impl fmt::Display for JsonUnexpected<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Unexpected::Bool(b) => write!(f, "boolean `{b}`"),
-            Unexpected::Unsigned(n) => write!(f, "integer `{n}`"),
-            Unexpected::Signed(n) => write!(f, "integer `{n}`"),
-            Unexpected::Float(_) => f.write_str("floating point number"),
-            Unexpected::Char(c) => write!(f, "character `{c}`"),
-            Unexpected::Str(s) => write!(f, "string {s:?}"),
-            Unexpected::Bytes(_) => f.write_str("byte array"),
-            Unexpected::Unit => f.write_str("null"),
-            Unexpected::Option => f.write_str("Option value"),
-            Unexpected::NewtypeStruct => f.write_str("newtype struct"),
-            Unexpected::Seq => f.write_str("sequence"),
-            Unexpected::Map => f.write_str("map"),
-            Unexpected::Enum => f.write_str("enum"),
-            Unexpected::UnitVariant => f.write_str("unit variant"),
-            Unexpected::NewtypeVariant => f.write_str("newtype variant"),
-            Unexpected::TupleVariant => f.write_str("tuple variant"),
-            Unexpected::StructVariant => f.write_str("struct variant"),
-            Unexpected::Other(other) => f.write_str(other),
-        }
+        // One `write_str` for every fixed text (a `write!` per arm costs a formatting call each).
+        let text = match self.0 {
+            Unexpected::Bool(true) => "boolean `true`",
+            Unexpected::Bool(false) => "boolean `false`",
+            Unexpected::Unsigned(n) => return write!(f, "integer `{n}`"),
+            Unexpected::Signed(n) => return write!(f, "integer `{n}`"),
+            Unexpected::Char(c) => return write!(f, "character `{c}`"),
+            Unexpected::Str(s) => {
+                f.write_str("string ")?;
+                return quoted(f, s);
+            }
+            Unexpected::Float(_) => "floating point number",
+            Unexpected::Bytes(_) => "byte array",
+            Unexpected::Unit => "null",
+            Unexpected::Option => "Option value",
+            Unexpected::NewtypeStruct => "newtype struct",
+            Unexpected::Seq => "sequence",
+            Unexpected::Map => "map",
+            Unexpected::Enum => "enum",
+            Unexpected::UnitVariant => "unit variant",
+            Unexpected::NewtypeVariant => "newtype variant",
+            Unexpected::TupleVariant => "tuple variant",
+            Unexpected::StructVariant => "struct variant",
+            Unexpected::Other(other) => other,
+        };
+        f.write_str(text)
     }
 }

@@ -13,11 +13,13 @@
 mod de;
 mod error;
 mod parse;
+mod string_map;
 
 use core::fmt;
 
 pub use error::Error;
 pub use parse::{MAX_DEPTH, parse};
+pub use string_map::StringMap;
 
 /// A parsed JSON document.
 #[derive(Debug, Clone, PartialEq)]

@@ -390,3 +390,31 @@ fn paths_can_be_extended_by_the_caller() {
     let e: Error = parse(b"{").unwrap_err();
     assert!(e.is_syntax() && e.path().is_empty());
 }
+
+#[test]
+fn strings_in_messages_are_quoted_as_debug_quotes_them() {
+    // Every ASCII character, escapes, and printable non-ASCII text: exactly `{:?}`.
+    let ascii: String = (0u8..128).map(char::from).collect();
+    for text in [ascii.as_str(), "", "plain", "tab\there \"q\" back\\slash", "é ü 日本 🦀", "\u{85}\u{9f}\u{2028}\u{2029}x"] {
+        let e = from_slice::<Rule>(serde_json::json!({ "rate": text }).to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.message(), format!("invalid type: string {text:?}, expected u32"), "{text:?}");
+    }
+}
+
+#[test]
+fn string_map_reads_as_a_btree_map_does() {
+    use super::StringMap;
+    let text = br#"{"b": "2", "a": "1", "c": "3"}"#;
+    let map: StringMap = from_slice(text).unwrap();
+    let btree: BTreeMap<String, String> = from_slice(text).unwrap();
+    assert!(map.iter().eq(btree.iter()) && map.values().eq(btree.values()) && map.len() == 3);
+    assert_eq!(map.get("b").map(String::as_str), Some("2"));
+    assert_eq!(map.get("d"), None);
+    for bad in [&b"[]"[..], br#"{"a": 1}"#, br#""x""#, br#"{"a": "1", "a": "2"}"#] {
+        let mine = from_slice::<StringMap>(bad).unwrap_err().to_string();
+        let theirs = from_slice::<BTreeMap<String, String>>(bad).unwrap_err().to_string();
+        assert_eq!(mine, theirs);
+    }
+    let from: StringMap = [("z".to_owned(), "1".to_owned()), ("y".to_owned(), "2".to_owned())].into();
+    assert_eq!(from.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["y", "z"]);
+}
