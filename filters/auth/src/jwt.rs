@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::config::{JwkConfig, JwtConfig, Verifier, invalid, is_header_value};
-use crate::host_crypto;
+use crate::host_crypto::{self, HostKey};
 use wasmfilter_common::ConfigError;
 use wasmfilter_common::json::{self, Number, Object, Value};
 
@@ -76,14 +76,14 @@ impl JwtError {
 
 enum Material {
     Hmac(Vec<u8>),
-    /// The DER SubjectPublicKeyInfo (what Envoy's `verify_signature` takes) and, when compiled in, the in-module key.
+    /// The key as Envoy's `verify_signature` takes it (encoded once) and, when compiled in, the in-module key.
     Rsa {
-        spki: Vec<u8>,
+        spki: HostKey,
         #[cfg(feature = "rs256")]
         key: rsa::pkcs1v15::VerifyingKey<Sha256>,
     },
     Ec {
-        spki: Vec<u8>,
+        spki: HostKey,
         #[cfg(feature = "es256")]
         key: p256::ecdsa::VerifyingKey,
     },
@@ -92,8 +92,8 @@ enum Material {
 /// Checks RS256/ES256 signatures outside the module: Envoy's `verify_signature` foreign function (BoringSSL).
 /// Chosen once, at `on_configure` (see `host_crypto::self_test`); without one the in-module code checks them.
 pub trait SignatureHost {
-    /// True only when the host says the DER `signature` over `text` is valid for the DER public key `spki`.
-    fn verify(&self, spki: &[u8], signature: &[u8], text: &[u8]) -> bool;
+    /// True only when the host says the DER `signature` over `text` is valid for `key`.
+    fn verify(&self, key: &HostKey, signature: &[u8], text: &[u8]) -> bool;
 }
 
 struct Key {
@@ -199,7 +199,7 @@ fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
             if modulus_bits(&n) < MIN_RSA_BITS || e.iter().all(|b| *b == 0) || e.len() > 8 {
                 return Err(invalid(&f("n"), "must be an RSA modulus of at least 2048 bits (with a usable `e`)"));
             }
-            let spki = host_crypto::rsa_spki(&n, &e);
+            let spki = HostKey::new(&host_crypto::rsa_spki(&n, &e));
             #[cfg(feature = "rs256")]
             let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&n), rsa::BigUint::from_bytes_be(&e))
                 .map(rsa::pkcs1v15::VerifyingKey::new)
@@ -222,7 +222,7 @@ fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
             if x.len() != 32 || y.len() != 32 {
                 return Err(invalid(&f("x"), "and `y` must be 32-byte P-256 coordinates"));
             }
-            let spki = host_crypto::p256_spki(&x, &y);
+            let spki = HostKey::new(&host_crypto::p256_spki(&x, &y));
             #[cfg(feature = "es256")]
             let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&[&[0x04], &x[..], &y[..]].concat())
                 .map_err(|_| invalid(&f("x"), "and `y` are not a point on P-256"))?;
@@ -809,8 +809,8 @@ pub(crate) mod tests {
     }
 
     impl SignatureHost for FakeHost {
-        fn verify(&self, spki: &[u8], signature: &[u8], _text: &[u8]) -> bool {
-            self.calls.borrow_mut().push((spki.to_vec(), signature.to_vec()));
+        fn verify(&self, key: &HostKey, signature: &[u8], _text: &[u8]) -> bool {
+            self.calls.borrow_mut().push((key.spki().to_vec(), signature.to_vec()));
             self.answer
         }
     }

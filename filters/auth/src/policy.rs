@@ -486,27 +486,3 @@ mod tests {
         assert_eq!(names.len(), Reason::ALL.len());
     }
 }
-#[cfg(test)]
-mod callgrind_tmp {
-    use super::*;
-    use crate::jwt::tests::{NOW, jwt_config_json, token};
-    struct ArgsHost;
-    impl SignatureHost for ArgsHost {
-        fn verify(&self, spki: &[u8], signature: &[u8], text: &[u8]) -> bool {
-            std::hint::black_box(crate::host_crypto::arguments(spki, signature, text)).len() > 1
-        }
-    }
-    #[test]
-    fn callgrind_es256_uncached() {
-        let name = std::env::var("CG_TOKEN").unwrap_or("es256".into());
-        let raw = format!(r#"{{"identity_header": "x-auth-identity", "jwt": {}, "jwt_cache": {{"max_entries": 0}}}}"#, jwt_config_json());
-        let mut p = Policy::parse(raw.as_bytes()).unwrap();
-        p.choose_backend(|| Some(Box::new(ArgsHost))).unwrap();
-        let bearer = format!("Bearer {}", token(&name));
-        let hs = wasmfilter_common::headers::owned(&[("authorization", &bearer), ("host", "x"), ("user-agent", "wrk")]);
-        for _ in 0..2000 {
-            let r = p.evaluate(&Request { method: "GET", path: "/orders", headers: &hs }, NOW);
-            assert!(matches!(r, Outcome::Allow { .. }));
-        }
-    }
-}
