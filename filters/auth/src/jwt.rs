@@ -293,15 +293,17 @@ fn base64url(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     let value = |c: &u8| BASE64URL.get(usize::from(*c)).copied().unwrap_or(0xff);
+    // Whole groups are written in place (no capacity check per group), the last partial one pushed.
     let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
+    out.resize(text.len() / 4 * 3, 0);
     let mut chunks = text.chunks_exact(4);
     let mut bad = 0u8; // 0..=63 never set the top bit, 0xff does
-    for chunk in &mut chunks {
-        let &[a, b, c, d] = chunk else { return None };
+    for (chunk, bytes) in (&mut chunks).zip(out.chunks_exact_mut(3)) {
+        let (&[a, b, c, d], [x, y, z]) = (chunk, bytes) else { return None };
         let (a, b, c, d) = (value(&a), value(&b), value(&c), value(&d));
         bad |= a | b | c | d;
         let bits = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
-        out.extend_from_slice(&[(bits >> 16) as u8, (bits >> 8) as u8, bits as u8]);
+        (*x, *y, *z) = ((bits >> 16) as u8, (bits >> 8) as u8, bits as u8);
     }
     if bad & 0x80 != 0 {
         return None;
