@@ -35,16 +35,23 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A non-negative INTEGER from big-endian bytes: leading zeros dropped, one added when the top bit is set.
-fn der_uint(bytes: &[u8]) -> Vec<u8> {
+/// Appends a non-negative INTEGER from big-endian bytes: leading zeros dropped, one added when the top bit is set.
+fn push_der_uint(out: &mut Vec<u8>, bytes: &[u8]) {
     let skip = bytes.iter().take_while(|b| **b == 0).count();
     let digits = bytes.get(skip..).unwrap_or_default();
-    let mut content = Vec::with_capacity(digits.len() + 1);
-    if digits.first().is_none_or(|b| b & 0x80 != 0) {
-        content.push(0);
+    let pad = digits.first().is_none_or(|b| b & 0x80 != 0);
+    out.push(0x02);
+    der_len(out, digits.len() + usize::from(pad));
+    if pad {
+        out.push(0);
     }
-    content.extend_from_slice(digits);
-    der(0x02, &content)
+    out.extend_from_slice(digits);
+}
+
+fn der_uint(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 6);
+    push_der_uint(&mut out, bytes);
+    out
 }
 
 fn spki(algorithm: &[u8], key: &[u8]) -> Vec<u8> {
@@ -68,13 +75,22 @@ pub fn p256_spki(x: &[u8], y: &[u8]) -> Vec<u8> {
 }
 
 /// A JWS ES256 signature (`r || s`, exactly 64 bytes) as a DER ECDSA-Sig-Value; None for any other length (a DER
-/// signature inside a JWS is not ES256 and must fail, as it does in-module).
+/// signature inside a JWS is not ES256 and must fail, as it does in-module). One allocation: r and s take at most 35
+/// bytes each, so the SEQUENCE length is one byte.
 pub fn ecdsa_der(signature: &[u8]) -> Option<Vec<u8>> {
     if signature.len() != 64 {
         return None;
     }
     let (r, s) = signature.split_at(32);
-    Some(der(0x30, &[der_uint(r), der_uint(s)].concat()))
+    let mut out = Vec::with_capacity(72);
+    out.extend_from_slice(&[0x30, 0]);
+    push_der_uint(&mut out, r);
+    push_der_uint(&mut out, s);
+    let content = out.len() - 2;
+    if let Some(len) = out.get_mut(1) {
+        *len = content as u8;
+    }
+    Some(out)
 }
 
 fn pb_field(out: &mut Vec<u8>, number: u8, value: &[u8]) {
@@ -88,14 +104,36 @@ fn pb_field(out: &mut Vec<u8>, number: u8, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// `VerifySignatureArguments` for a SHA-256 signature over `text` by the key `spki_der`.
-pub fn arguments(spki_der: &[u8], signature: &[u8], text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(spki_der.len() + signature.len() + text.len() + 24);
-    pb_field(&mut out, 1, b"sha256");
-    pb_field(&mut out, 2, spki_der);
-    pb_field(&mut out, 3, signature);
-    pb_field(&mut out, 4, text);
-    out
+/// A public key as `verify_signature` takes it, encoded once per key (configuration, JWKS refresh): the
+/// `VerifySignatureArguments` fields no request changes (`hash_function` sha256, `public_key` the DER
+/// SubjectPublicKeyInfo), so a request only appends its signature and text.
+pub struct HostKey {
+    fields: Vec<u8>,
+    /// Where the SubjectPublicKeyInfo starts in `fields`.
+    spki_at: usize,
+}
+
+impl HostKey {
+    pub fn new(spki: &[u8]) -> Self {
+        let mut fields = Vec::with_capacity(spki.len() + 12);
+        pb_field(&mut fields, 1, b"sha256");
+        pb_field(&mut fields, 2, spki);
+        HostKey { spki_at: fields.len() - spki.len(), fields }
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki(&self) -> &[u8] {
+        self.fields.get(self.spki_at..).unwrap_or_default()
+    }
+
+    /// `VerifySignatureArguments` for a SHA-256 signature over `text` by this key.
+    pub fn arguments(&self, signature: &[u8], text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.fields.len() + signature.len() + text.len() + 8);
+        out.extend_from_slice(&self.fields);
+        pb_field(&mut out, 3, signature);
+        pb_field(&mut out, 4, text);
+        out
+    }
 }
 
 /// `VerifySignatureResult.result`: true only for an explicit `result: true` (field 1, varint 1). Proto3 omits a
@@ -134,14 +172,14 @@ pub fn self_test(call: impl Fn(&[u8]) -> Option<Vec<u8>>) -> bool {
     else {
         return false;
     };
-    let key = p256_spki(&x, &y);
+    let key = HostKey::new(&p256_spki(&x, &y));
     let Some(good) = ecdsa_der(&sig) else { return false };
     let mut bad_sig = sig.clone();
     if let Some(last) = bad_sig.last_mut() {
         *last ^= 1;
     }
     let Some(bad) = ecdsa_der(&bad_sig) else { return false };
-    let answer = |s: &[u8]| call(&arguments(&key, s, SELF_TEST_TEXT)).is_some_and(|r| verified(&r));
+    let answer = |s: &[u8]| call(&key.arguments(s, SELF_TEST_TEXT)).is_some_and(|r| verified(&r));
     answer(&good) && !answer(&bad)
 }
 
@@ -198,7 +236,9 @@ mod tests {
 
     #[test]
     fn arguments_and_results_are_protobuf() {
-        let args = arguments(b"K", b"S", &[7u8; 200]);
+        let key = HostKey::new(b"K");
+        assert_eq!(key.spki(), b"K");
+        let args = key.arguments(b"S", &[7u8; 200]);
         assert_eq!(args.get(..8), Some(&b"\x0a\x06sha256"[..]));
         assert_eq!(args.get(8..14), Some(&b"\x12\x01K\x1a\x01S"[..]));
         assert_eq!(args.get(14..17), Some(&[0x22, 0xc8, 0x01][..]));

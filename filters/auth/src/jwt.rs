@@ -3,7 +3,6 @@
 //! Each key is bound to exactly one algorithm by its `kty`, so a token can never make the filter use an RSA or EC
 //! public key as an HMAC secret (algorithm confusion), and `alg: none` or any other algorithm is refused.
 //! The time is passed in, so the logic is testable without a proxy.
-use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 #[cfg(feature = "es256")]
 use p256::ecdsa::signature::Verifier as _;
@@ -14,7 +13,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::config::{JwkConfig, JwtConfig, Verifier, invalid, is_header_value};
-use crate::host_crypto;
+use crate::host_crypto::{self, HostKey};
 use wasmfilter_common::ConfigError;
 use wasmfilter_common::json::{self, Number, Object, Value};
 
@@ -77,14 +76,14 @@ impl JwtError {
 
 enum Material {
     Hmac(Vec<u8>),
-    /// The DER SubjectPublicKeyInfo (what Envoy's `verify_signature` takes) and, when compiled in, the in-module key.
+    /// The key as Envoy's `verify_signature` takes it (encoded once) and, when compiled in, the in-module key.
     Rsa {
-        spki: Vec<u8>,
+        spki: HostKey,
         #[cfg(feature = "rs256")]
         key: rsa::pkcs1v15::VerifyingKey<Sha256>,
     },
     Ec {
-        spki: Vec<u8>,
+        spki: HostKey,
         #[cfg(feature = "es256")]
         key: p256::ecdsa::VerifyingKey,
     },
@@ -93,8 +92,8 @@ enum Material {
 /// Checks RS256/ES256 signatures outside the module: Envoy's `verify_signature` foreign function (BoringSSL).
 /// Chosen once, at `on_configure` (see `host_crypto::self_test`); without one the in-module code checks them.
 pub trait SignatureHost {
-    /// True only when the host says the DER `signature` over `text` is valid for the DER public key `spki`.
-    fn verify(&self, spki: &[u8], signature: &[u8], text: &[u8]) -> bool;
+    /// True only when the host says the DER `signature` over `text` is valid for `key`.
+    fn verify(&self, key: &HostKey, signature: &[u8], text: &[u8]) -> bool;
 }
 
 struct Key {
@@ -173,7 +172,7 @@ fn modulus_bits(n: &[u8]) -> usize {
 
 fn b64(field: &str, value: Option<&String>) -> Result<Vec<u8>, ConfigError> {
     let value = value.ok_or_else(|| invalid(field, "is required for this key type"))?;
-    Base64UrlUnpadded::decode_vec(value).map_err(|_| invalid(field, "is not unpadded base64url"))
+    base64url(value).ok_or_else(|| invalid(field, "is not unpadded base64url"))
 }
 
 fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
@@ -200,7 +199,7 @@ fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
             if modulus_bits(&n) < MIN_RSA_BITS || e.iter().all(|b| *b == 0) || e.len() > 8 {
                 return Err(invalid(&f("n"), "must be an RSA modulus of at least 2048 bits (with a usable `e`)"));
             }
-            let spki = host_crypto::rsa_spki(&n, &e);
+            let spki = HostKey::new(&host_crypto::rsa_spki(&n, &e));
             #[cfg(feature = "rs256")]
             let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&n), rsa::BigUint::from_bytes_be(&e))
                 .map(rsa::pkcs1v15::VerifyingKey::new)
@@ -223,7 +222,7 @@ fn build_key(at: &str, jwk: &JwkConfig) -> Result<Key, ConfigError> {
             if x.len() != 32 || y.len() != 32 {
                 return Err(invalid(&f("x"), "and `y` must be 32-byte P-256 coordinates"));
             }
-            let spki = host_crypto::p256_spki(&x, &y);
+            let spki = HostKey::new(&host_crypto::p256_spki(&x, &y));
             #[cfg(feature = "es256")]
             let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&[&[0x04], &x[..], &y[..]].concat())
                 .map_err(|_| invalid(&f("x"), "and `y` are not a point on P-256"))?;
@@ -269,9 +268,70 @@ impl<'a> Header<'a> {
     }
 }
 
+/// The value of each base64url character (RFC 4648 §5), 0xff for every other byte. Built at compile time: an index
+/// out of bounds would fail the build, never a request.
+#[allow(clippy::indexing_slicing)]
+const BASE64URL: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// A token part: unpadded base64url decoded as strictly as base64ct does (only the 64 characters, no `=`, no length
+/// of the form 4n+1, zero trailing bits: one text per byte string), a table lookup per character. Not constant-time,
+/// and need not be: a token's parts are what the client sent, no secret (a JWK's `k` is decoded with it once, at
+/// configuration, where no request can time it). base64ct's constant-time decoding cost
+/// ~160 wasm instructions per character, ~110,000 of an RS256 request's 197,000 (`wasmfilter profile`).
+fn base64url(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let value = |c: &u8| BASE64URL.get(usize::from(*c)).copied().unwrap_or(0xff);
+    // Whole groups are written in place (no capacity check per group), the last partial one pushed.
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
+    out.resize(text.len() / 4 * 3, 0);
+    let mut chunks = text.chunks_exact(4);
+    let mut bad = 0u8; // 0..=63 never set the top bit, 0xff does
+    for (chunk, bytes) in (&mut chunks).zip(out.chunks_exact_mut(3)) {
+        let (&[a, b, c, d], [x, y, z]) = (chunk, bytes) else { return None };
+        let (a, b, c, d) = (value(&a), value(&b), value(&c), value(&d));
+        bad |= a | b | c | d;
+        let bits = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
+        (*x, *y, *z) = ((bits >> 16) as u8, (bits >> 8) as u8, bits as u8);
+    }
+    if bad & 0x80 != 0 {
+        return None;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let (mut bits, mut bad) = (0u32, 0u8);
+        for v in rest.iter().map(value) {
+            bad |= v;
+            bits = bits << 6 | u32::from(v);
+        }
+        // 2 characters: 12 bits → 1 byte and 4 spare bits; 3 characters: 18 bits → 2 bytes and 2 spare bits.
+        let spare = if rest.len() == 2 { 4 } else { 2 };
+        if bad & 0x80 != 0 || bits & ((1 << spare) - 1) != 0 {
+            return None;
+        }
+        let bits = bits >> spare;
+        if rest.len() == 3 {
+            out.push((bits >> 8) as u8);
+        }
+        out.push(bits as u8);
+    }
+    Some(out)
+}
+
 /// A base64url JWT part holding a JSON object.
 fn decode_object(part: &str) -> Result<Object, JwtError> {
-    let bytes = Base64UrlUnpadded::decode_vec(part).map_err(|_| JwtError::Malformed)?;
+    let bytes = base64url(part).ok_or(JwtError::Malformed)?;
     match json::parse(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
         _ => Err(JwtError::Malformed),
@@ -432,7 +492,7 @@ impl Validator {
             return Err(JwtError::UnsupportedAlg);
         }
         let alg = Alg::from_name(header.alg).ok_or(JwtError::UnsupportedAlg)?;
-        let signature = Base64UrlUnpadded::decode_vec(signature_b64).map_err(|_| JwtError::Malformed)?;
+        let signature = base64url(signature_b64).ok_or(JwtError::Malformed)?;
         if signature.is_empty() {
             return Err(JwtError::Malformed);
         }
@@ -542,6 +602,7 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use base64ct::{Base64UrlUnpadded, Encoding};
     use crate::config::AuthConfig;
     /// The fixtures are built and edited with serde_json (a test dependency), then read by the filter's own reader.
     use serde_json::Value as Json;
@@ -690,6 +751,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn base64url_decodes_exactly_what_base64ct_does() {
+        let alphabet = b"AQgw-_=+/. \xc3";
+        let mut texts: Vec<String> = vec![String::new()];
+        for len in 1..=5 {
+            let mut index = vec![0usize; len];
+            'all: loop {
+                let bytes: Vec<u8> = index.iter().map(|i| alphabet[*i]).collect();
+                texts.extend(String::from_utf8(bytes).ok());
+                for digit in index.iter_mut() {
+                    *digit += 1;
+                    if *digit < alphabet.len() {
+                        continue 'all;
+                    }
+                    *digit = 0;
+                }
+                break;
+            }
+        }
+        texts.push(token("rs256").split('.').map(str::to_owned).collect::<Vec<_>>().join(""));
+        texts.push("eyJhbGciOiJIUzI1NiJ9".into());
+        texts.push("eyJhbGciOiJIUzI1NiJ9==".into());
+        for text in &texts {
+            assert_eq!(base64url(text), Base64UrlUnpadded::decode_vec(text).ok(), "{text:?}");
+        }
+        assert!(texts.len() > 100_000);
+    }
+
+    #[test]
     fn bearer_header_parsing() {
         assert_eq!(bearer_token("Bearer abc"), Some("abc"));
         assert_eq!(bearer_token("bearer   abc "), Some("abc"));
@@ -722,8 +811,8 @@ pub(crate) mod tests {
     }
 
     impl SignatureHost for FakeHost {
-        fn verify(&self, spki: &[u8], signature: &[u8], _text: &[u8]) -> bool {
-            self.calls.borrow_mut().push((spki.to_vec(), signature.to_vec()));
+        fn verify(&self, key: &HostKey, signature: &[u8], _text: &[u8]) -> bool {
+            self.calls.borrow_mut().push((key.spki().to_vec(), signature.to_vec()));
             self.answer
         }
     }

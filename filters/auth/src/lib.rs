@@ -61,8 +61,8 @@ impl Metrics {
 struct EnvoySignatures;
 
 impl SignatureHost for EnvoySignatures {
-    fn verify(&self, spki: &[u8], signature: &[u8], text: &[u8]) -> bool {
-        let args = host_crypto::arguments(spki, signature, text);
+    fn verify(&self, key: &host_crypto::HostKey, signature: &[u8], text: &[u8]) -> bool {
+        let args = key.arguments(signature, text);
         matches!(proxy_wasm::hostcalls::call_foreign_function(host_crypto::FUNCTION, Some(&args)),
                  Ok(Some(answer)) if host_crypto::verified(&answer))
     }

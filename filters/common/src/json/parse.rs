@@ -167,7 +167,16 @@ impl Parser<'_> {
                 }
                 self.pos += 1;
             }
-            out.extend_from_slice(self.input.get(start..self.pos).unwrap_or_default());
+            let run = self.input.get(start..self.pos).unwrap_or_default();
+            match self.peek() {
+                // No escape (the common case): one allocation of the exact size.
+                Some(b'"') if out.is_empty() => {
+                    let text = std::str::from_utf8(run).map_err(|_| self.fail("invalid unicode code point"))?;
+                    self.pos += 1;
+                    return Ok(text.to_owned());
+                }
+                _ => out.extend_from_slice(run),
+            }
             match self.peek() {
                 Some(b'"') => break,
                 Some(b'\\') => {
