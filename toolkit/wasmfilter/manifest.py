@@ -1,4 +1,5 @@
-"""The filter manifest, `filter.yaml`: which crate, which plugin configuration, which failure policy."""
+"""The filter manifest, `filter.yaml`: which crate, which plugin configuration, which failure policy, which
+callbacks it never receives."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from wasmfilter.build.exports import CallbackGroup
 from wasmfilter.errors import ManifestError, UsageError
 from wasmfilter.harness.answers import AnswerRule
 from wasmfilter.yamlmodel import load_model
@@ -70,6 +72,9 @@ class Manifest(BaseModel):
     # A prebuilt module instead of a crate (any language, docs/languages.md), and the command that builds it.
     wasm: str | None = None
     build: list[str] | None = Field(default=None, min_length=1)
+    # Callback groups Envoy never calls on this filter: `wasmfilter build --opt` removes their exports and the code
+    # only they reach (build/exports.py, docs/size.md). A group forgotten here only leaves code in.
+    never_receives: list[CallbackGroup] = Field(default_factory=list)
 
     # Not part of the file: where it was read from.
     directory: Path = Field(default=Path("."), exclude=True)

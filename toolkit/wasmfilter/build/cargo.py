@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmfilter.build import prebuilt, size, standalone, toolchain
+from wasmfilter.build import exports, prebuilt, size, standalone, toolchain
 from wasmfilter.errors import CargoBuildError, ToolchainError, UsageError, tail
 from wasmfilter.files import sha256_file
 from wasmfilter.manifest import MANIFEST_NAME, load_manifest
@@ -42,13 +42,17 @@ class BuildResult:
     optimized: bool
 
 
+def _directory(path: str | Path | None) -> Path:
+    """PATH (the current directory by default), or the directory of the file it names."""
+    target = Path(path) if path is not None else Path.cwd()
+    return target.parent if target.is_file() else target
+
+
 def crate_dir_for(path: str | Path | None) -> Path:
     """A crate directory from PATH: the manifest's crate, or a directory with a Cargo.toml."""
-    target = Path(path) if path is not None else Path.cwd()
+    target = _directory(path)
     if not target.exists():
         raise UsageError(f"path '{target}' does not exist", fix="pass the filter's directory")
-    if target.is_file():
-        target = target.parent
     if (target / MANIFEST_NAME).is_file():
         return load_manifest(target).crate_dir
     if (target / "Cargo.toml").is_file():
@@ -104,7 +108,8 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
     opt=True is the size build (docs/size.md): cargo with the size flags of toolchain.size_cargo() in its own
     target directory <target>/size (the flags change cargo's fingerprints; sharing <target> would rebuild std and
     every dependency of the default build on each switch), then wasm-opt -Oz, written to
-    <target>/wasmfilter/<crate>[+features].opt.wasm (never over the default build's module)."""
+    <target>/wasmfilter/<crate>[+features].opt.wasm (never over the default build's module), without the callback
+    exports filter.yaml's `never_receives` names (build/exports.py)."""
     if fast and opt:
         raise UsageError("--fast and --opt exclude each other", fix="pick one: --fast to iterate, --opt to ship")
     features = tuple(sorted(set(features)))
@@ -146,13 +151,21 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
         name = standalone.module_stem(crate, artifact.stem) + ("+" + "+".join(features) if features else "")
         if opt:
             final = out_dir / f"{name}.opt.wasm"
-            size.wasm_opt_cached(artifact, final)
+            size.wasm_opt_cached(artifact, final, strip=_never_received(path))
         else:
             final = out_dir / f"{name}{'.debug' if debug_info else ''}{'.fast' if fast else ''}.wasm"
             shutil.copyfile(artifact, final)
     seconds = time.perf_counter() - start
     return BuildResult(wasm=final, size=final.stat().st_size, sha256=sha256_file(final), seconds=seconds,
                        features=features, optimized=opt)
+
+
+def _never_received(path: str | Path | None) -> tuple[str, ...]:
+    """The callback exports PATH's filter.yaml declares Envoy never calls; none for a bare crate."""
+    target = _directory(path)
+    if not (target / MANIFEST_NAME).is_file():
+        return ()
+    return exports.stripped_exports(load_manifest(target).never_receives)
 
 
 def _metadata(crate: Path) -> dict[str, str]:

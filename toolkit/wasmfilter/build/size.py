@@ -1,12 +1,15 @@
-"""The size build (`wasmfilter build --opt`, docs/size.md): wasm-opt over the size-flagged cargo artifact, skipped
-when its output is already up to date with the same input, wasm-opt and arguments."""
+"""The size build (`wasmfilter build --opt`, docs/size.md): wasm-opt over the size-flagged cargo artifact (after the
+callback exports filter.yaml declares never received are removed, build/exports.py), skipped when its output is
+already up to date with the same input, tools, arguments and removed exports."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
+from wasmfilter.build import exports
 from wasmfilter.errors import CargoBuildError, ToolchainError, tail
 from wasmfilter.files import sha256_file
 
@@ -16,6 +19,7 @@ from wasmfilter.files import sha256_file
 WASM_OPT_ARGS = ("-Oz", "--converge", "--strip-debug", "--enable-bulk-memory", "--enable-sign-ext",
                  "--enable-mutable-globals", "--enable-nontrapping-float-to-int", "--enable-multivalue",
                  "--enable-reference-types")
+_FEATURE_ARGS = tuple(arg for arg in WASM_OPT_ARGS if arg.startswith("--enable-"))
 
 
 def wasm_opt_path() -> str:
@@ -26,17 +30,27 @@ def wasm_opt_path() -> str:
     return wasm_opt
 
 
-def wasm_opt_cached(src: Path, dst: Path) -> None:
-    """wasm-opt SRC to DST, skipped when DST was made from the same SRC bytes by the same wasm-opt and arguments
-    (a stamp file beside DST), so a no-op --opt build costs a cargo no-op, not a whole wasm-opt run."""
+def wasm_opt_cached(src: Path, dst: Path, *, strip: tuple[str, ...] = ()) -> None:
+    """wasm-opt SRC to DST, first removing the exports STRIP (build/exports.py), skipped when DST was made from the
+    same SRC bytes by the same wasm-opt and arguments with the same exports removed (a stamp file beside DST), so a
+    no-op --opt build costs a cargo no-op, not a whole wasm-opt run."""
     wasm_opt = wasm_opt_path()
     version = subprocess.run([wasm_opt, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    key = "\n".join([sha256_file(src), version, *WASM_OPT_ARGS]) + "\n"
+    removed = [f"remove-export {name}" for name in strip]
+    if strip:
+        exports.wasm_metadce_path()  # missing tool: say so, also when the stamp is up to date
+    key = "\n".join([sha256_file(src), version, *WASM_OPT_ARGS, *removed]) + "\n"
     stamp = dst.with_name(dst.name + ".stamp")
     if dst.exists() and stamp.exists() and stamp.read_text() == key:
         return
     stamp.unlink(missing_ok=True)
-    _wasm_opt(src, dst)
+    if strip:
+        with tempfile.TemporaryDirectory(prefix="wasmfilter-strip-") as tmp:
+            stripped = Path(tmp) / src.name
+            exports.remove_exports(src, stripped, strip, _FEATURE_ARGS)
+            _wasm_opt(stripped, dst)
+    else:
+        _wasm_opt(src, dst)
     stamp.write_text(key)
 
 
