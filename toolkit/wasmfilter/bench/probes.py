@@ -27,6 +27,11 @@ _DEFINE = '(import "env" "proxy_define_metric" (func $define_metric (param i32 i
 _INCREMENT = '(import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))'
 _LOG = '(import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))'
 
+# 100 × (i32.const, i32.const, i32.load, local.get, i32.add, i32.store) on distinct addresses: TurboFan cannot
+# forward a store to the next load or drop a store, so each copy runs.
+_GUEST_WORK = " ".join(f"(i32.store offset={512 + 4 * k} (i32.const 0) (i32.add (i32.load offset={512 + 4 * k} "
+                       "(i32.const 0)) (local.get $i)))" for k in range(100))
+GUEST_WORK_INSTRUCTIONS = 600
 # The HTTP callbacks the Rust SDK exports beyond the floor's (it exports every one, used or not).
 _CALLBACKS = [
     "(func (export \"proxy_on_request_body\") (param i32 i32 i32) (result i32) (i32.const 0))",
@@ -69,6 +74,9 @@ CATALOG: dict[str, Probe] = {p.name: p for p in [
           "(drop (call $increment (global.get $metric) (i64.const 1)))", define_metric=True),
     Probe("log_dropped", "proxy_log at info while Envoy logs at warning (the line is dropped)", (_LOG,),
           "(drop (call $log (i32.const 2) (i32.const 80) (i32.const 50)))"),
+    Probe("guest_work", f"guest code, no host call: {GUEST_WORK_INSTRUCTIONS} wasm instructions per call (100 × load, "
+          "add, store on 100 distinct words, so nothing folds away), to read `wasmfilter profile`'s instruction "
+          "counts as Envoy CPU", body=_GUEST_WORK),
 ]}
 
 
