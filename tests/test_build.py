@@ -38,6 +38,13 @@ def test_features_get_their_own_artifact(auth_build):
     assert hashlib.sha256(auth_build.wasm.read_bytes()).hexdigest() == auth_build.sha256  # not overwritten
 
 
+def test_comma_separated_features_name_one_artifact():
+    # `--features rs256,es256` is the set {es256, rs256}: the module the bench's `features: [rs256, es256]` builds.
+    joined = build(AUTH, features=["rs256,es256"])
+    assert joined.wasm.name == "auth+es256+rs256.wasm" and joined.features == ("es256", "rs256")
+    assert build(AUTH, features=["es256", "rs256"]).sha256 == joined.sha256
+
+
 def test_wasm_opt_shrinks(auth_build):
     optimized = build(AUTH, opt=True)
     assert optimized.optimized and optimized.size < auth_build.size

@@ -112,7 +112,8 @@ def build(path: str | Path | None = None, *, features: list[str] | tuple[str, ..
     exports filter.yaml's `never_receives` names (build/exports.py)."""
     if fast and opt:
         raise UsageError("--fast and --opt exclude each other", fix="pick one: --fast to iterate, --opt to ship")
-    features = tuple(sorted(set(features)))
+    # `--features a,b` and `--features a --features b` are one set (cargo reads both), so one module name.
+    features = tuple(sorted({f.strip() for group in features for f in group.split(",") if f.strip()}))
     prebuilt_filter = prebuilt.prebuilt_manifest(path)
     if prebuilt_filter is not None:  # `wasm:` in filter.yaml: any language, no cargo (build/prebuilt.py)
         module, seconds = prebuilt.build_prebuilt(prebuilt_filter, features=features, opt=opt, progress=progress)
