@@ -309,8 +309,9 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
     for variant in variants:
         if variant.kind == PROBE:
             probes.build(_probe_name(variant.name))
-    if settings.compare_wasm and not before_wasm_path(definition, built.wasm).is_file():
-        raise UsageError(f"--before: no module '{before_wasm_path(definition, built.wasm)}' for {definition.name}",
+    before = before_wasm_path(definition, built.wasm)
+    if settings.compare_wasm and not before.is_file():
+        raise UsageError(f"--before: no module '{before}' for {definition.name}",
                          fix=f"give the .wasm of the other build, or a directory holding one named {built.wasm.name}")
     groups = _groups(definition, variants, built.wasm)
     # Every distinct configuration must pass `envoy --mode validate` before any load runs.
