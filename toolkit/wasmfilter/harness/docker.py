@@ -146,7 +146,9 @@ def leftovers(*, session: str | None = None, run: str | None = None) -> dict[str
     """Names of wasmfilter containers and networks that still exist (all, or of one SESSION / RUN)."""
     api = client()
     label = _selector(session, run)
-    return {"containers": [c.name for c in api.containers.list(all=True, filters={"label": label})],
+    # ignore_removed: a container that goes between the list and its inspect (a reaper at work) is not left over.
+    containers = api.containers.list(all=True, filters={"label": label}, ignore_removed=True)
+    return {"containers": [c.name for c in containers],
             "networks": [n.name for n in api.networks.list(filters={"label": label})]}
 
 
@@ -167,7 +169,7 @@ def sweep(*, session: str | None = None, run: str | None = None, stale: bool = F
         return pid.isdigit() and not _pid_alive(int(pid))
 
     removed: list[str] = []
-    for c in api.containers.list(all=True, filters={"label": selector}):
+    for c in api.containers.list(all=True, filters={"label": selector}, ignore_removed=True):
         if wanted(c.labels):
             try:
                 c.remove(force=True, v=True)
