@@ -215,6 +215,7 @@ def test_cli_unknown_filter_path(tmp_path):
     (["--duration", "1.5s"], "invalid --duration '1.5s'"),
     (["--warmup", "-3"], "invalid --warmup '-3'"),
     (["--rounds", "0"], "invalid --rounds 0"),
+    (["--cycles", "-1"], "invalid --cycles -1"),
     (["--before", "/no/such.wasm"], "--before /no/such.wasm: no such file or directory"),
 ])
 def test_cli_invalid_settings(tmp_path, args, fragment):

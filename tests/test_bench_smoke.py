@@ -17,7 +17,7 @@ def test_bench_auth_short_run(tmp_path, auth_build):
     out = tmp_path / "results"
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nkept as is\n")
-    result = run_cli("bench", str(AUTH), "--duration", "1s", "--rounds", "1", "--warmup", "0",
+    result = run_cli("bench", str(AUTH), "--duration", "1s", "--rounds", "1", "--warmup", "0", "--cycles", "2",
                      "--out", str(out), "--update-docs", str(docs))
     assert result.code == 0, result.stdout + result.stderr
     assert "1 round: no spread measured" in result.stderr  # one round is flagged as untrustworthy
@@ -35,6 +35,12 @@ def test_bench_auth_short_run(tmp_path, auth_build):
         assert set(sc["wasm_vs_native"]) == {"api_key_auth", "rbac"}
         # the floor (templates/probes/floor.wat) ran in the same round: the filter's cost is stated against it
         assert sc["variants"]["floor"]["rps"]["median"] > 0 and "added_cpu_multiple" in sc["wasm_vs_floor"]
+        # every variant again in one Envoy, 2 cycles: a CPU figure per variant, the floor multiple from there
+        one = sc["one_envoy"]
+        assert one["cycles"] == 2 and set(one["variants"]) == set(sc["variants"])
+        assert all(v["cpu_us_per_req"]["median"] > 1 for v in one["variants"].values()), one
+        assert one["floor_added_cpu_us_per_req"] is not None and "added_cpu_multiple" in one
+        assert set(one["cpu_efficiency_vs_native"]) == {"api_key_auth", "rbac"}
     for name, e in doc["envoy"].items():
         assert e["rss_loaded_mib"]["median"] > 10 and e["start_ms"]["median"] > 0, name
     # The Wasm filter really ran under load: its own counters moved.
@@ -44,6 +50,7 @@ def test_bench_auth_short_run(tmp_path, auth_build):
 
     md = (out / "auth.md").read_text()
     assert "| allowed | wasm |" in md and "start→ready ms" in md and "![latency" in md
+    assert "**One Envoy**" in md and "in one Envoy (paired slices)" in md
     png = (out / "auth.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     text = docs.read_text()

@@ -371,6 +371,8 @@ def bench(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVe
           rounds: Optional[int] = typer.Option(None, "--rounds", help="Interleaved rounds (spread needs >= 2)."),
           connections: Optional[int] = typer.Option(None, "--connections", help="wrk -c of the throughput pass."),
           concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Envoy --concurrency."),
+          cycles: Optional[int] = typer.Option(None, "--cycles", help="One-Envoy phase: cycles of a 1 s slice per "
+                                               "variant, all variants in one Envoy (0: skip it)."),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="Results directory (default benchmarks/results)."),
           docs: Optional[Path] = typer.Option(None, "--update-docs", help="Replace this filter's section there."),
           from_json: list[Path] = typer.Option([], "--from-json", help="Re-render saved results, no load."),
@@ -382,7 +384,7 @@ def bench(path: Optional[Path] = PathArg, envoy_version: Optional[str] = EnvoyVe
     from wasmfilter.bench.display import bench_command
 
     bench_command(path, all_=all_, duration=duration, warmup=warmup, rounds=rounds, connections=connections,
-                  concurrency=concurrency, out_dir=out_dir, docs_file=docs, envoy_version=envoy_version,
+                  concurrency=concurrency, cycles=cycles, out_dir=out_dir, docs_file=docs, envoy_version=envoy_version,
                   from_json=from_json or None, before=before)
 
 

@@ -38,7 +38,8 @@ class BenchOutcome:
 
 def apply_overrides(definition: BenchDefinition, *, duration: str | None = None, warmup: str | None = None,
                     rounds: int | None = None, connections: int | None = None,
-                    concurrency: int | None = None, before: Path | None = None) -> BenchDefinition:
+                    concurrency: int | None = None, cycles: int | None = None,
+                    before: Path | None = None) -> BenchDefinition:
     """Command-line settings over the file's, validated like the file's."""
     changes: dict = {}
     if before is not None:
@@ -51,11 +52,12 @@ def apply_overrides(definition: BenchDefinition, *, duration: str | None = None,
     if warmup is not None:
         changes["warmup_s"] = 0 if str(warmup).strip() in ("0", "0s") else parse_duration(warmup, "--warmup")
     for key, value, low in (("rounds", rounds, 1), ("connections", connections, 1),
-                            ("envoy_concurrency", concurrency, 1)):
+                            ("envoy_concurrency", concurrency, 1), ("one_envoy_cycles", cycles, 0)):
         if value is not None:
+            flag = {"envoy_concurrency": "concurrency", "one_envoy_cycles": "cycles"}.get(key, key)
             if value < low:
-                raise UsageError(f"invalid --{key.replace('envoy_', '')} {value}: must be at least {low}",
-                                 fix="give a positive number")
+                raise UsageError(f"invalid --{flag} {value}: must be at least {low}",
+                                 fix="give a positive number" if low else "give 0 (skip) or a positive number")
             changes[key] = value
     if changes:
         definition.settings = definition.settings.model_copy(update=changes)

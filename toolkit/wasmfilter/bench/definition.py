@@ -68,6 +68,11 @@ class Settings(_Model):
     # rounds: a before/after table from one run. A .wasm file, or a directory holding the module under the name
     # `wasmfilter build` gives it (`<crate>[+features].wasm`). Usually given on the command line (`--before`).
     compare_wasm: str | None = None
+    # Every variant again in ONE Envoy, each on its own listener, in cycles of one wrk slice per variant
+    # (bench/one_envoy.py): separate Envoys differ by a few µs per request from process to process, which is the size
+    # of a filter's cost; the floor multiple and the probes' per-call costs are read from here. 0: off.
+    one_envoy_cycles: int = Field(default=8, ge=0, le=100)
+    one_envoy_slice_s: int = Field(default=1, ge=1, le=MAX_DURATION_S)
 
     @field_validator("duration_s", "warmup_s", mode="before")
     @classmethod

@@ -98,7 +98,7 @@ def rerender(files: list[Path], *, out_dir: Path | None = None, docs_file: Path 
 
 def bench_command(path: Path | None, *, all_: bool = False, duration: str | None = None, warmup: str | None = None,
                   rounds: int | None = None, connections: int | None = None, concurrency: int | None = None,
-                  out_dir: Path | None = None, docs_file: Path | None = None,
+                  cycles: int | None = None, out_dir: Path | None = None, docs_file: Path | None = None,
                   envoy_version: str | None = None, from_json: list[Path] | None = None,
                   before: Path | None = None) -> list[BenchOutcome]:
     """The whole `wasmfilter bench` command: every definition is loaded and checked before any runs."""
@@ -114,7 +114,7 @@ def bench_command(path: Path | None, *, all_: bool = False, duration: str | None
         definitions = [resolve_definition(path)]
     for d in definitions:
         apply_overrides(d, duration=duration, warmup=warmup, rounds=rounds, connections=connections,
-                        concurrency=concurrency, before=before)
+                        concurrency=concurrency, cycles=cycles, before=before)
     outcomes = []
     for d in definitions:
         steps, seconds = plan(d)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wasmfilter.bench import guest_cost, probes, vm_start
+from wasmfilter.bench import guest_cost, one_envoy, probes, vm_start
 from wasmfilter.bench.definition import Scenario
 from wasmfilter.bench.runner import BASELINE, BEFORE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
@@ -173,7 +173,15 @@ def summarize(run: BenchRun) -> dict[str, Any]:
             if not ok:
                 misses.append(f"{sc.name}: Wasm reaches {ratio}x the requests/s of native {n} "
                               f"(target >= {d.targets.native_rps_ratio:g}x)")
-        scenarios.append({"name": sc.name, "description": sc.description,
+        one = None
+        if sc.name in run.one_envoy:
+            one = one_envoy.summarize(
+                run.one_envoy[sc.name], baseline=BASELINE, wasm=WASM,
+                floor=FLOOR if FLOOR in run.one_envoy[sc.name] else None,
+                probe_repeat={v.name: probes.CATALOG[v.name.removeprefix(PROBE_PREFIX)].repeat for v in run.variants
+                              if v.kind == PROBE and v.name != FLOOR},
+                natives=list(vs_native))
+        scenarios.append({"name": sc.name, "description": sc.description, "one_envoy": one,
                           "request": sc.request.model_dump(), "expect": sc.expect.model_dump(),
                           "variants": per_variant, "wasm_vs_baseline": vs_baseline, "wasm_vs_native": vs_native,
                           "wasm_vs_floor": vs_floor, "opt_vs_baseline": opt_vs_baseline,
@@ -311,6 +319,35 @@ def envoy_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+ONE_ENVOY_HEADER = ["scenario", "variant", "Envoy CPU µs/req", "added CPU µs/req (quartiles)", "× floor",
+                    "per call over the floor (quartiles)", "req per CPU-s, Wasm vs this"]
+
+
+def one_envoy_rows(doc: dict) -> list[list[str]]:
+    """Rows of the one-Envoy table (bench/one_envoy.py), empty when that phase did not run."""
+    rows = []
+    for sc in doc["scenarios"]:
+        one = sc.get("one_envoy")
+        if not one:
+            continue
+        for v in doc["variants"]:
+            e = one["variants"].get(v["name"])
+            if e is None:
+                continue
+            added = e["added_cpu_us_per_req"]
+            probe = (one.get("probes") or {}).get(v["name"])
+            native = one["cpu_efficiency_vs_native"].get(v["name"])
+            rows.append([sc["name"], v["name"], _n(e["cpu_us_per_req"]["median"], "{:.1f}"),
+                         "" if v["kind"] == BASELINE else f"{_n(added['median'], '{:+.1f}')} "
+                         f"({_n(added['q1'], '{:+.1f}')}…{_n(added['q3'], '{:+.1f}')})",
+                         _n(one.get("added_cpu_multiple"), "{:.2f}x") if v["kind"] == WASM
+                         else "1.00x" if v["name"] == FLOOR and one.get("added_cpu_multiple") else "",
+                         f"{_n(probe['median'], '{:+.2f}')} ({_n(probe['q1'], '{:+.2f}')}…"
+                         f"{_n(probe['q3'], '{:+.2f}')})" if probe else "",
+                         _n(native["median"], "{:.2f}x") if native else ""])
+    return rows
+
+
 ENVOY_HEADER = ["variant", "start→ready ms", "Δ vs no filter (VM start)",
                 "VM start CPU ms (validate, Δ vs no filter)", "RSS ready MiB", "RSS after load MiB",
                 "Δ RSS vs no filter MiB"]
@@ -357,6 +394,14 @@ def markdown(doc: dict, plot_name: str | None = None, heading: str = "##") -> st
         _md_table(ENVOY_HEADER, envoy_rows(doc)),
         "",
     ]
+    one = one_envoy_rows(doc)
+    if one:
+        out += [f"**One Envoy** (every variant on its own listener of one Envoy process, "
+                f"{s.get('one_envoy_cycles')} cycles of a {s.get('one_envoy_slice_s')} s wrk `-c{s['connections']}` "
+                f"slice per variant in rotating order; *added* is the median over cycles of the variant's CPU µs/req "
+                f"minus no filter's in the same cycle, with its quartiles; what the floor multiple and the probes' "
+                f"per-call costs are read from, since two Envoys differ by a few µs per request from process to "
+                f"process):", "", _md_table(ONE_ENVOY_HEADER, one), ""]
     t = doc["targets"]
     out.append(f"Targets: Wasm adds ≤ {t['added_p50_us']:g} µs at p50 over no filter, and reaches ≥ "
                f"{t['native_rps_ratio']:g}x the req/s of the native equivalent.")
@@ -423,6 +468,12 @@ def summary_line(doc: dict) -> str:
         unit = _range([f["floor_added_cpu_us_per_req"]["median"] for f in floors], "{:.1f}")
         text += (f" — {multiple}x the floor (a bare no-op module, which adds {unit} µs CPU per request on this "
                  f"{doc['machine']['cpu_model'] or 'CPU'})")
+    ones = [s["one_envoy"] for s in scs if (s.get("one_envoy") or {}).get("added_cpu_multiple") is not None]
+    if ones:
+        added = _range([o["variants"][WASM]["added_cpu_us_per_req"]["median"] for o in ones], "{:+.1f}")
+        multiple = _range([o["added_cpu_multiple"] for o in ones], "{:.2f}")
+        unit = _range([o["floor_added_cpu_us_per_req"] for o in ones], "{:+.1f}")
+        text += f"; in one Envoy (paired slices) {added} µs, {multiple}x the floor's {unit} µs"
     natives = sorted({n for s in scs for n in s["wasm_vs_native"]})
     for n in natives:
         per_cpu = _range([s["wasm_vs_native"][n]["cpu_efficiency_ratio"]["median"] for s in scs

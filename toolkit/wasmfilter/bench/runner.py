@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter import subprocesses
-from wasmfilter.bench import probes, vm_start
+from wasmfilter.bench import one_envoy, probes, vm_start
 from wasmfilter.bench.definition import BenchDefinition, Scenario, deep_merge
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
 from wasmfilter.build import cargo as build_mod
@@ -163,6 +163,8 @@ class BenchRun:
     tuning: Tuning = field(default_factory=Tuning)
     vm_start_cpu: dict[str, list[float]] = field(default_factory=dict)         # variant → validate CPU ms per run
     guest: dict[str, Any] | None = None   # guest instructions / host calls per request (bench/guest_cost.py)
+    # scenario → variant → Envoy CPU µs/req per cycle, every variant in one Envoy (bench/one_envoy.py)
+    one_envoy: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -286,12 +288,15 @@ def estimate_seconds(definition: BenchDefinition, n_groups: int) -> float:
     s = definition.settings
     per_group_overhead = 0.6
     passes = sum(1 for sc in definition.scenarios for v in variants_of(definition) if sc.applies_to(v.kind, v.name))
-    return s.rounds * (n_groups * (s.warmup_s + per_group_overhead) + passes * 2 * (s.duration_s + 0.15))
+    one_envoy_s = len(definition.scenarios) * 2 + passes * (s.warmup_s + s.one_envoy_cycles * (s.one_envoy_slice_s
+                                                                                                + 0.15))
+    return s.rounds * (n_groups * (s.warmup_s + per_group_overhead) + passes * 2 * (s.duration_s + 0.15)) \
+        + (one_envoy_s if s.one_envoy_cycles else 0)
 
 
 def total_steps(definition: BenchDefinition, groups: dict[str, list[_Group]]) -> int:
     per_round = sum(1 + 2 * len(g.scenarios) for gs in groups.values() for g in gs)
-    return definition.settings.rounds * per_round
+    return definition.settings.rounds * per_round + len(definition.scenarios) * definition.settings.one_envoy_cycles
 
 
 def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
@@ -335,6 +340,8 @@ def run_bench(definition: BenchDefinition, *, envoy_version: str | None = None,
             os.setpriority(os.PRIO_PROCESS, 0, run.tuning.nice)  # Envoy and wrk inherit it (start-up included)
         for rnd in range(settings.rounds):
             _run_round(run, groups, rnd, binary, step)
+        if settings.one_envoy_cycles:
+            _run_one_envoy(run, built.wasm, binary, step)
     finally:
         Tuning.stop_spinners(spinners)
         if run.tuning.nice:
@@ -424,6 +431,38 @@ def _run_round(run: BenchRun, groups: dict[str, list[_Group]], rnd: int, binary:
                     stats = {}
             run.envoy[group.variant.name].append(EnvoySample(rnd, envoy.start_seconds, ready_rss,
                                                              envoy.rss_kb(), stats))
+
+
+def _run_one_envoy(run: BenchRun, wasm: Path, binary: EnvoyBinary, step: Progress) -> None:
+    """Per scenario, one Envoy holding every variant on its own listener (bench/one_envoy.py): each listener checked
+    and warmed up, then settings.one_envoy_cycles cycles of one wrk slice per variant, in an order that rotates."""
+    d = run.definition
+    settings = d.settings
+    level = settings.envoy_log_level
+    for scenario in d.scenarios:
+        variants = [v for v in run.variants if scenario.applies_to(v.kind, v.name)]
+        config = one_envoy.combined_config({v.name: _bootstrap(d, v, scenario, wasm) for v in variants})
+        samples: dict[str, list[float]] = {v.name: [] for v in variants}
+        with EnvoyProcess(config, binary=binary, concurrency=settings.envoy_concurrency, log_level=level,
+                          wasm_log_level=level) as envoy:
+            run.tuning.apply_to_process(envoy.pid)
+            ports = envoy.admin.listener_ports()
+            urls = {v.name: f"http://127.0.0.1:{ports[one_envoy.listener_name(v.name, variants[0].name)]}"
+                    for v in variants}
+            for variant in variants:
+                probe(urls[variant.name], scenario, variant)
+                if settings.warmup_s:
+                    run_wrk(urls[variant.name], scenario.request, duration_s=settings.warmup_s,
+                            connections=settings.connections, threads=settings.wrk_threads, cpus=run.tuning.wrk_cpus)
+            for cycle in range(settings.one_envoy_cycles):
+                for variant in _rotated(variants, cycle):
+                    cpu_before = envoy.cpu_ns()
+                    result = run_wrk(urls[variant.name], scenario.request, duration_s=settings.one_envoy_slice_s,
+                                     connections=settings.connections, threads=settings.wrk_threads,
+                                     cpus=run.tuning.wrk_cpus)
+                    samples[variant.name].append((envoy.cpu_ns() - cpu_before) / 1000 / max(result.requests, 1))
+                step(f"one Envoy: {scenario.name}: cycle {cycle + 1}/{settings.one_envoy_cycles}", 1)
+        run.one_envoy[scenario.name] = samples
 
 
 def _loadavg() -> tuple[float, float, float]:
