@@ -32,13 +32,15 @@ def test_the_floor_module_costs_a_handful_of_instructions_and_no_host_call():
     assert sc["host_calls"] == {} and sc["status"] == 200
 
 
-def test_the_guest_work_probe_runs_the_instructions_it_claims():
-    # The bench reads (probe - floor) / calls as the Envoy CPU of GUEST_WORK_INSTRUCTIONS guest instructions; the
-    # emulator's count holds that number to the module (plus the probe loop's own ~10 per call).
-    doc = guest_cost.profile(load_definition(BLANK_BENCH), probes.build("guest_work"), requests=2, warmup=1,
+@pytest.mark.parametrize("name", ["guest_work", "guest_code_wide"])
+def test_the_guest_work_probes_run_the_instructions_they_claim(name):
+    # The bench reads (probe - floor) / calls as the Envoy CPU of GUEST_WORK_INSTRUCTIONS guest instructions (one
+    # function run 10 times, or 40 distinct functions run once each); the emulator's count holds that number to the
+    # module (plus the probe loop's or the call's own ~10 per call).
+    doc = guest_cost.profile(load_definition(BLANK_BENCH), probes.build(name), requests=2, warmup=1,
                              floor=True).to_json()
     (sc,) = doc["scenarios"]
-    calls = probes.CATALOG["guest_work"].repeat
+    calls = probes.CATALOG[name].repeat
     per_call = sc["instructions"]["request_headers"] / calls
     assert probes.GUEST_WORK_INSTRUCTIONS <= per_call <= probes.GUEST_WORK_INSTRUCTIONS + 15, sc
     assert sc["host_calls"] == {}

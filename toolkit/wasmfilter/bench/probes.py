@@ -27,11 +27,19 @@ _DEFINE = '(import "env" "proxy_define_metric" (func $define_metric (param i32 i
 _INCREMENT = '(import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))'
 _LOG = '(import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))'
 
+_GET_HEADERS = "(drop (call $pairs (i32.const 0) (i32.const 256) (i32.const 260)))"
+_SET_HEADER = "(drop (call $replace (i32.const 0) (i32.const 32) (i32.const 7) (i32.const 17) (i32.const 4)))"
+_METRIC = "(drop (call $increment (global.get $metric) (i64.const 1)))"
+
 # 100 × (i32.const, i32.const, i32.load, local.get, i32.add, i32.store) on distinct addresses: TurboFan cannot
 # forward a store to the next load or drop a store, so each copy runs.
 _GUEST_WORK = " ".join(f"(i32.store offset={512 + 4 * k} (i32.const 0) (i32.add (i32.load offset={512 + 4 * k} "
                        "(i32.const 0)) (local.get $i)))" for k in range(100))
 GUEST_WORK_INSTRUCTIONS = 600
+# guest_code_wide: the same 600 instructions in this many distinct functions, each run once per request, so the
+# guest executes WIDE_FUNCTIONS × 600 instructions of code it ran only once since the last request (~100 KB of
+# machine code), as a filter's request path does — against guest_work's one small function run 10 times.
+WIDE_FUNCTIONS = 40
 # The HTTP callbacks the Rust SDK exports beyond the floor's (it exports every one, used or not).
 _CALLBACKS = [
     "(func (export \"proxy_on_request_body\") (param i32 i32 i32) (result i32) (i32.const 0))",
@@ -53,6 +61,7 @@ class Probe:
     callbacks: tuple[str, ...] = ()
     define_metric: bool = False
     per: str = "call"               # what (probe − floor) / repeat is the cost of
+    functions: int = 0              # distinct copies of the guest_work body, each called once per request
 
 
 CATALOG: dict[str, Probe] = {p.name: p for p in [
@@ -64,19 +73,28 @@ CATALOG: dict[str, Probe] = {p.name: p for p in [
     Probe("get_header", "proxy_get_header_map_value(:path)", (_GET_HEADER,),
           "(drop (call $get (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 256) (i32.const 260)))"),
     Probe("get_headers", "proxy_get_header_map_pairs (the whole request header map, serialised into Wasm memory)",
-          (_GET_PAIRS,), "(drop (call $pairs (i32.const 0) (i32.const 256) (i32.const 260)))"),
-    Probe("set_header", "proxy_replace_header_map_value(x-probe: path)", (_REPLACE,),
-          "(drop (call $replace (i32.const 0) (i32.const 32) (i32.const 7) (i32.const 17) (i32.const 4)))"),
+          (_GET_PAIRS,), _GET_HEADERS),
+    Probe("set_header", "proxy_replace_header_map_value(x-probe: path)", (_REPLACE,), _SET_HEADER),
+    # The same calls made once per request: a filter makes most of its host calls once, and the first call of a
+    # kind in a request runs Envoy's and V8's code for it cold (the 10× probes above pay that once for ten calls).
+    Probe("get_headers_once", "proxy_get_header_map_pairs, once per request", (_GET_PAIRS,), _GET_HEADERS, repeat=1),
+    Probe("set_header_once", "proxy_replace_header_map_value(x-probe: path), once per request", (_REPLACE,),
+          _SET_HEADER, repeat=1),
+    Probe("metric_once", "proxy_increment_metric on a counter, once per request", (_DEFINE, _INCREMENT), _METRIC,
+          define_metric=True, repeat=1),
     Probe("remove_header", "proxy_remove_header_map_value(x-probe) (absent)", (_REMOVE,),
           "(drop (call $remove (i32.const 0) (i32.const 32) (i32.const 7)))"),
     Probe("time", "proxy_get_current_time_nanoseconds", (_TIME,), "(drop (call $time (i32.const 256)))"),
-    Probe("metric", "proxy_increment_metric on a counter", (_DEFINE, _INCREMENT),
-          "(drop (call $increment (global.get $metric) (i64.const 1)))", define_metric=True),
+    Probe("metric", "proxy_increment_metric on a counter", (_DEFINE, _INCREMENT), _METRIC, define_metric=True),
     Probe("log_dropped", "proxy_log at info while Envoy logs at warning (the line is dropped)", (_LOG,),
           "(drop (call $log (i32.const 2) (i32.const 80) (i32.const 50)))"),
     Probe("guest_work", f"guest code, no host call: {GUEST_WORK_INSTRUCTIONS} wasm instructions per call (100 × load, "
           "add, store on 100 distinct words, so nothing folds away), to read `wasmfilter profile`'s instruction "
           "counts as Envoy CPU", body=_GUEST_WORK),
+    Probe("guest_code_wide", f"guest code spread out: the same {GUEST_WORK_INSTRUCTIONS} instructions in "
+          f"{WIDE_FUNCTIONS} distinct functions, each run once per request (a filter's request path runs much code "
+          "once, not a little code many times)", repeat=WIDE_FUNCTIONS, functions=WIDE_FUNCTIONS,
+          per=f"{GUEST_WORK_INSTRUCTIONS} instructions"),
 ]}
 
 
@@ -99,8 +117,8 @@ def source(name: str) -> str:
     template = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                   autoescape=False).from_string((probes_dir / "probe.wat.j2").read_text())
     return template.render(description=probe.description,
-                       imports=probe.imports, body=probe.body, repeat=probe.repeat, callbacks=probe.callbacks,
-                       define_metric=probe.define_metric)
+                           imports=probe.imports, body=probe.body, repeat=probe.repeat, callbacks=probe.callbacks,
+                           define_metric=probe.define_metric, functions=probe.functions, work=_GUEST_WORK)
 
 
 def wasm_path(name: str) -> Path:
