@@ -443,6 +443,7 @@ def _run_one_envoy(run: BenchRun, wasm: Path, binary: EnvoyBinary, step: Progres
         variants = [v for v in run.variants if scenario.applies_to(v.kind, v.name)]
         config = one_envoy.combined_config({v.name: _bootstrap(d, v, scenario, wasm) for v in variants})
         samples: dict[str, list[float]] = {v.name: [] for v in variants}
+        results: dict[str, list[WrkResult]] = {v.name: [] for v in variants}
         with EnvoyProcess(config, binary=binary, concurrency=settings.envoy_concurrency, log_level=level,
                           wasm_log_level=level) as envoy:
             run.tuning.apply_to_process(envoy.pid)
@@ -461,8 +462,15 @@ def _run_one_envoy(run: BenchRun, wasm: Path, binary: EnvoyBinary, step: Progres
                                      connections=settings.connections, threads=settings.wrk_threads,
                                      cpus=run.tuning.wrk_cpus)
                     samples[variant.name].append((envoy.cpu_ns() - cpu_before) / 1000 / max(result.requests, 1))
+                    results[variant.name].append(result)
                 step(f"one Envoy: {scenario.name}: cycle {cycle + 1}/{settings.one_envoy_cycles}", 1)
         run.one_envoy[scenario.name] = samples
+        for variant in variants:  # the same checks as the rounds': a slice answering otherwise measured another path
+            bad = _unexpected_pct(scenario, variant, results[variant.name])
+            errors = sum(r.socket_errors for r in results[variant.name])
+            if bad > (5.0 if scenario.expect.mostly else 1.0) or errors:
+                run.problems.append(f"{scenario.name}/{variant.name} (one Envoy): {bad:.1f}% responses of the wrong "
+                                    f"status class, {errors} socket errors/timeouts")
 
 
 def _loadavg() -> tuple[float, float, float]:
