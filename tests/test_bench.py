@@ -129,7 +129,7 @@ def _wrk(p50: int, p99: int, rps: float, non_2xx: int = 0) -> WrkResult:
                      percentiles=pcts)
 
 
-def synthetic_doc(tmp_path: Path) -> dict:
+def synthetic_doc(tmp_path: Path, one_envoy: dict[str, dict[str, list[float]]] | None = None) -> dict:
     """A BenchRun from known numbers (no load): baseline 50 µs / 20k rps, wasm 70 µs / 15k, native 55 µs / 19k;
     round 2 of wasm is 30% slower (spread)."""
     d = resolve_definition(AUTH)
@@ -156,6 +156,7 @@ def synthetic_doc(tmp_path: Path) -> dict:
     for name, us_per_req in (("baseline", 20.0), ("wasm", 30.0), ("api_key_auth", 24.0), ("floor", 25.0)):
         for sample in run.samples["allowed"][name]:
             sample.cpu_ns = int(us_per_req * 1000 * sample.throughput.requests)
+    run.one_envoy = one_envoy or {}
     return summarize(run)
 
 

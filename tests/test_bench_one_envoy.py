@@ -51,3 +51,20 @@ def test_summary_pairs_each_cycle_with_no_filter_of_the_same_cycle():
     assert s["probes"]["probe-get_header"]["median"] == 1.0      # (33 - 23) / 10, (43 - 33) / 10, (35 - 23) / 10
     assert s["cpu_efficiency_vs_native"]["native"]["median"] == pytest.approx(22 / 26, abs=1e-3)
     assert "probes" not in summarize(cpu, baseline="baseline", wasm="wasm", floor=None, probe_repeat={}, natives=[])
+
+
+@pytest.mark.parametrize("wasm_us,ok", [([26.0, 26.0], True), ([30.0, 30.0], False)])
+def test_the_floor_multiple_in_one_envoy_is_a_target_of_the_report(tmp_path, wasm_us, ok):
+    from tests.test_bench import synthetic_doc
+    from wasmfilter.bench.report import markdown
+
+    # floor +3 µs, filter +6 (2.0x, the default target: met) or +10 (3.33x: missed)
+    one = {"allowed": {"baseline": [20.0, 20.0], "wasm": wasm_us, "api_key_auth": [22.0, 22.0],
+                       "floor": [23.0, 23.0]}}
+    doc = synthetic_doc(tmp_path, one_envoy=one)
+    (sc,) = doc["scenarios"]
+    assert sc["targets"]["floor_multiple"]["ok"] is ok
+    assert any("the floor's Envoy CPU per request in one Envoy" in m for m in doc["verdict"]["misses"]) is not ok
+    md = markdown(doc)
+    assert "**One Envoy**" in md and ("✅" if ok else "❌") + " allowed: added Envoy CPU per request =" in md
+    assert "| allowed | floor | 23.0 | +3.0 (+3.0…+3.0) | 1.00x |" in md

@@ -85,6 +85,7 @@ class Settings(_Model):
 class Targets(_Model):
     added_p50_us: float = 30.0          # the Wasm filter adds at most this at p50 over Envoy without it
     native_rps_ratio: float = 0.85      # and reaches at least this share of its native equivalent's requests/s
+    floor_multiple: float = 2.0         # and adds at most this multiple of the floor's CPU per request (one Envoy)
 
 
 class FilterRef(_Model):

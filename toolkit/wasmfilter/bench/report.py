@@ -181,6 +181,13 @@ def summarize(run: BenchRun) -> dict[str, Any]:
                 probe_repeat={v.name: probes.CATALOG[v.name.removeprefix(PROBE_PREFIX)].repeat for v in run.variants
                               if v.kind == PROBE and v.name != FLOOR},
                 natives=list(vs_native))
+        multiple = (one or {}).get("added_cpu_multiple")
+        if multiple is not None:
+            ok = multiple <= d.targets.floor_multiple
+            targets["floor_multiple"] = {"value": multiple, "target": d.targets.floor_multiple, "ok": ok}
+            if not ok:
+                misses.append(f"{sc.name}: Wasm adds {multiple}x the floor's Envoy CPU per request in one Envoy "
+                              f"(target <= {d.targets.floor_multiple:g}x)")
         scenarios.append({"name": sc.name, "description": sc.description, "one_envoy": one,
                           "request": sc.request.model_dump(), "expect": sc.expect.model_dump(),
                           "variants": per_variant, "wasm_vs_baseline": vs_baseline, "wasm_vs_native": vs_native,
@@ -403,8 +410,9 @@ def markdown(doc: dict, plot_name: str | None = None, heading: str = "##") -> st
                 f"per-call costs are read from, since two Envoys differ by a few µs per request from process to "
                 f"process):", "", _md_table(ONE_ENVOY_HEADER, one), ""]
     t = doc["targets"]
-    out.append(f"Targets: Wasm adds ≤ {t['added_p50_us']:g} µs at p50 over no filter, and reaches ≥ "
-               f"{t['native_rps_ratio']:g}x the req/s of the native equivalent.")
+    out.append(f"Targets: Wasm adds ≤ {t['added_p50_us']:g} µs at p50 over no filter, reaches ≥ "
+               f"{t['native_rps_ratio']:g}x the req/s of the native equivalent, and (in one Envoy) adds ≤ "
+               f"{t.get('floor_multiple', 2.0):g}x the floor's Envoy CPU per request.")
     out.append("")
     for sc in doc["scenarios"]:
         for key, tg in sc["targets"].items():
@@ -413,6 +421,9 @@ def markdown(doc: dict, plot_name: str | None = None, heading: str = "##") -> st
                 extra = _n(sc["wasm_vs_baseline"]["added_cpu_us_per_req"]["median"], "{:+.1f}")
                 out.append(f"- {mark} {sc['name']}: added p50 = {_n(tg['value'], '{:g}')} µs (target ≤ "
                            f"{tg['target']:g}); added Envoy CPU per request {extra} µs")
+            elif key == "floor_multiple":
+                out.append(f"- {mark} {sc['name']}: added Envoy CPU per request = {_n(tg['value'], '{:.2f}')}x the "
+                           f"floor's, in one Envoy (target ≤ {tg['target']:g}x)")
             else:
                 native = key.removeprefix("rps_vs_")
                 extra = _n(sc["wasm_vs_native"][native]["cpu_efficiency_ratio"]["median"], "{:.2f}")
