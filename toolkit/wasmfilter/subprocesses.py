@@ -1,13 +1,25 @@
-"""Child processes the toolkit starts (Envoy, the registry, the bench's helpers): each dies with the Python process
-that started it, and each is stopped the same way."""
+"""Child processes the toolkit starts (Envoy, the registry, the bench's helpers): the executable found on PATH or a
+one-line error saying what needs it and how to install it; each dies with the Python process that started it, and
+each is stopped the same way."""
 
 from __future__ import annotations
 
 import ctypes
+import shutil
 import signal
 import subprocess
 
+from wasmfilter.errors import ToolchainError, WasmfilterError
+
 _PR_SET_PDEATHSIG = 1
+
+
+def require(name: str, problem: str, fix: str, error: type[WasmfilterError] = ToolchainError) -> str:
+    """The path of executable NAME on PATH; ERROR(PROBLEM, fix=FIX) when it is not there."""
+    found = shutil.which(name)
+    if not found:
+        raise error(problem, fix=fix)
+    return found
 
 
 def die_with_parent() -> None:

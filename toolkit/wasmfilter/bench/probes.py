@@ -7,13 +7,13 @@ in the same interleaved rounds as the filter (the PyPI Envoy is stripped: perf c
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from wasmfilter.errors import BenchError, tail
 from wasmfilter.paths import cache_dir, data_dir
+from wasmfilter.subprocesses import require
 
 FLOOR = "floor"
 REPEAT = 10
@@ -128,11 +128,8 @@ def wasm_path(name: str) -> Path:
 
 
 def wat2wasm() -> str:
-    found = shutil.which("wat2wasm")
-    if not found:
-        raise BenchError("wat2wasm not found: the bench builds its floor module from templates/probes/floor.wat",
-                         fix="install wabt (apt-get install wabt, or make setup)")
-    return found
+    return require("wat2wasm", "wat2wasm not found: the bench builds its floor module from templates/probes/floor.wat",
+                   fix="install wabt (apt-get install wabt, or make setup)", error=BenchError)
 
 
 def build(name: str) -> Path:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wasmfilter.bench.definition import Request
-from wasmfilter.errors import BenchError, ToolchainError, tail
+from wasmfilter.errors import BenchError, tail
+from wasmfilter.subprocesses import require
 
 MARKER = "WASMFILTER_BENCH_JSON "
 # Percentiles printed by the script: enough points for a distribution plot, plus the tail.
@@ -21,10 +21,7 @@ WRK_FIX = "install it with `apt-get install wrk` (or `make toolchain`)"
 
 
 def find_wrk() -> str:
-    path = shutil.which("wrk")
-    if not path:
-        raise ToolchainError("wrk (the load generator `wasmfilter bench` drives) is not installed", fix=WRK_FIX)
-    return path
+    return require("wrk", "wrk (the load generator `wasmfilter bench` drives) is not installed", fix=WRK_FIX)
 
 
 def lua_string(text: str) -> str:

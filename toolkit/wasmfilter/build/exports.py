@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import enum
 import json
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from wasmfilter.errors import CargoBuildError, ToolchainError, tail
+from wasmfilter.errors import CargoBuildError, tail
+from wasmfilter.subprocesses import require
 
 
 class CallbackGroup(str, enum.Enum):
@@ -47,11 +47,8 @@ def stripped_exports(groups: list[CallbackGroup] | tuple[CallbackGroup, ...]) ->
 
 
 def wasm_metadce_path() -> str:
-    tool = shutil.which("wasm-metadce")
-    if not tool:
-        raise ToolchainError("never_receives in filter.yaml needs wasm-metadce (binaryen), which is not installed",
-                             fix="apt-get install binaryen (or build without --opt)")
-    return tool
+    return require("wasm-metadce", "never_receives in filter.yaml needs wasm-metadce (binaryen), which is not "
+                   "installed", fix="apt-get install binaryen (or build without --opt)")
 
 
 def remove_exports(src: Path, dst: Path, names: tuple[str, ...], features: tuple[str, ...]) -> None:

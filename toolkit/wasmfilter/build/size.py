@@ -4,14 +4,14 @@ already up to date with the same input, tools, arguments and removed exports."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from wasmfilter.build import exports
-from wasmfilter.errors import CargoBuildError, ToolchainError, tail
+from wasmfilter.errors import CargoBuildError, tail
 from wasmfilter.files import sha256_file
+from wasmfilter.subprocesses import require
 
 # Rust 1.96's wasm32 targets emit these post-MVP features; V8 in Envoy supports them all. Without them wasm-opt
 # rejects the module ("error validating input"). --converge repeats -Oz until it gains nothing: ~200 B more off
@@ -23,11 +23,8 @@ _FEATURE_ARGS = tuple(arg for arg in WASM_OPT_ARGS if arg.startswith("--enable-"
 
 
 def wasm_opt_path() -> str:
-    wasm_opt = shutil.which("wasm-opt")
-    if not wasm_opt:
-        raise ToolchainError("--opt needs wasm-opt, which is not installed",
-                             fix="apt-get install binaryen (or build without --opt)")
-    return wasm_opt
+    return require("wasm-opt", "--opt needs wasm-opt, which is not installed",
+                   fix="apt-get install binaryen (or build without --opt)")
 
 
 def wasm_opt_cached(src: Path, dst: Path, *, strip: tuple[str, ...] = ()) -> None:
