@@ -37,8 +37,8 @@ _GUEST_WORK = " ".join(f"(i32.store offset={512 + 4 * k} (i32.const 0) (i32.add 
                        "(i32.const 0)) (local.get $i)))" for k in range(100))
 GUEST_WORK_INSTRUCTIONS = 600
 # guest_code_wide: the same 600 instructions in this many distinct functions, each run once per request, so the
-# guest executes WIDE_FUNCTIONS × 600 instructions of code it ran only once since the last request (~100 KB of
-# machine code), as a filter's request path does — against guest_work's one small function run 10 times.
+# guest executes WIDE_FUNCTIONS × 600 instructions of code it ran only once since the last request (a 60 KB
+# module), as a filter's request path does — against guest_work's one small function run 10 times.
 WIDE_FUNCTIONS = 40
 # The HTTP callbacks the Rust SDK exports beyond the floor's (it exports every one, used or not).
 _CALLBACKS = [

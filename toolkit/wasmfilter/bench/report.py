@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wasmfilter.bench import guest_cost, one_envoy, probes, vm_start
-from wasmfilter.bench.definition import Scenario
+from wasmfilter.bench.definition import Scenario, Targets
 from wasmfilter.bench.runner import BASELINE, BEFORE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
 from wasmfilter.errors import UsageError
 
@@ -116,8 +116,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
             if wide:
                 warnings.append(f"{sc.name}/{v.name}: spread over {s.rounds} rounds {', '.join(wide)} "
                                 f"(> {s.max_spread_pct:.0f}%): machine noise, do not trust small differences")
-            limit = 1.0 if not sc.expect.mostly else 5.0
-            if entry["unexpected_pct"] > limit:
+            if entry["unexpected_pct"] > sc.expect.unexpected_limit_pct:
                 warnings.append(f"{sc.name}/{v.name}: {entry['unexpected_pct']:.1f}% of responses had the wrong "
                                 f"status class under load")
 
@@ -412,7 +411,7 @@ def markdown(doc: dict, plot_name: str | None = None, heading: str = "##") -> st
     t = doc["targets"]
     out.append(f"Targets: Wasm adds ≤ {t['added_p50_us']:g} µs at p50 over no filter, reaches ≥ "
                f"{t['native_rps_ratio']:g}x the req/s of the native equivalent, and (in one Envoy) adds ≤ "
-               f"{t.get('floor_multiple', 2.0):g}x the floor's Envoy CPU per request.")
+               f"{t.get('floor_multiple', Targets().floor_multiple):g}x the floor's Envoy CPU per request.")
     out.append("")
     for sc in doc["scenarios"]:
         for key, tg in sc["targets"].items():

@@ -468,7 +468,7 @@ def _run_one_envoy(run: BenchRun, wasm: Path, binary: EnvoyBinary, step: Progres
         for variant in variants:  # the same checks as the rounds': a slice answering otherwise measured another path
             bad = _unexpected_pct(scenario, variant, results[variant.name])
             errors = sum(r.socket_errors for r in results[variant.name])
-            if bad > (5.0 if scenario.expect.mostly else 1.0) or errors:
+            if bad > scenario.expect.unexpected_limit_pct or errors:
                 run.problems.append(f"{scenario.name}/{variant.name} (one Envoy): {bad:.1f}% responses of the wrong "
                                     f"status class, {errors} socket errors/timeouts")
 
