@@ -183,6 +183,7 @@ def test_report_arithmetic(tmp_path):
     assert "| allowed | wasm | 80 |" in md and "❌ allowed: added p50 = 30.5 µs" in md
     assert "| +10.0 | 2.00x |" in md and "2.00x the floor (a bare no-op module, which adds 5.0 µs" in md
     assert "VM start adds 175 ms (+220 ms of Envoy CPU)" in md
+    assert "Before/after" not in md   # no --before: no before/after table
     assert json.loads(paths["json"].read_text())["filter"] == "auth"
 
 
@@ -313,7 +314,9 @@ def test_vm_start_cpu_is_envoys_own_and_a_bad_config_names_the_reason():
 
 def test_before_variant_is_compared_with_the_build_measured(tmp_path):
     d = resolve_definition(AUTH)
-    apply_overrides(d, rounds=2, before=AUTH / "filter.yaml")  # any existing path: only the variant list matters
+    old = tmp_path / "old.wasm"
+    old.write_bytes(b"\0asm" + bytes(1996))   # 2,000 bytes: the before build's size is read from the file
+    apply_overrides(d, rounds=2, before=old)
     d.settings = d.settings.model_copy(update={"compare_opt": False, "floor": False})
     d.natives, d.scenarios = [], d.scenarios[:1]
     variants = variants_of(d)
@@ -327,7 +330,8 @@ def test_before_variant_is_compared_with_the_build_measured(tmp_path):
                                         "wasm-before": [Sample(r, _wrk(75, 100, 20000), _wrk(400, 900, 20000), 0)
                                                         for r in (0, 1)]}},
                    envoy={n: [EnvoySample(0, 0.1, 64000, 65000), EnvoySample(1, 0.1, 64000, 65000)]
-                          for n in ("baseline", "wasm", "wasm-before")})
+                          for n in ("baseline", "wasm", "wasm-before")},
+                   vm_start_cpu={"baseline": [50.0, 60.0], "wasm": [150.0, 160.0], "wasm-before": [250.0, 270.0]})
     for name, us_per_req in (("baseline", 20.0), ("wasm", 26.0), ("wasm-before", 31.0)):
         for sample in run.samples["allowed"][name]:
             sample.cpu_ns = int(us_per_req * 1000 * sample.throughput.requests)
@@ -338,6 +342,17 @@ def test_before_variant_is_compared_with_the_build_measured(tmp_path):
     assert before["added_p50_us"]["median"] == 25
     md = write_outputs(doc, tmp_path / "out")["markdown"].read_text()
     assert "| +25 | +11.0 |  | +5.00 µs CPU/req vs wasm |" in md
+    # One before/after table: module bytes, VM start and per-request cost of both builds, and the change.
+    assert doc["builds"] == {"wasm-before": {"path": str(old), "size_bytes": 2000}}
+    assert "|  | wasm | wasm-before | wasm vs wasm-before |" in md
+    assert "| module bytes | 1,234 | 2,000 | -38 % |" in md
+    assert "| VM start CPU Δ ms | +100 | +205 | -105 ms |" in md
+    assert "| allowed: added CPU µs/req (rounds) | +6.0 | +11.0 | -5.0 µs |" in md
+    # Read in one Envoy when that phase ran.
+    run.one_envoy = {"allowed": {"baseline": [20.0, 21.0, 20.0], "wasm": [27.0, 28.0, 27.0],
+                                 "wasm-before": [33.0, 33.0, 32.0]}}
+    md = write_outputs(summarize(run), tmp_path / "out2")["markdown"].read_text()
+    assert "| allowed: added CPU µs/req (one Envoy) | +7.0 | +12.0 | -5.0 µs |" in md
 
 
 def test_before_directory_without_the_module_is_one_line(tmp_path):

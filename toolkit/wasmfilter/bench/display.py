@@ -14,6 +14,7 @@ from wasmfilter.bench import BenchDefinition, BenchOutcome, apply_overrides, ben
 from wasmfilter.bench.definition import all_definitions, resolve_definition
 from wasmfilter.bench.report import (
     ENVOY_HEADER,
+    before_after_table,
     envoy_rows,
     load_doc,
     plain_table,
@@ -67,6 +68,15 @@ def show(outcome: BenchOutcome) -> None:
         print(plain_table(table_header(doc), table_rows(doc)))
         print()
         print(plain_table(ENVOY_HEADER, envoy_rows(doc)))
+    header, rows = before_after_table(doc)
+    if rows and out.is_terminal:
+        before_after = Table(*header, title="Before/after")
+        for row in rows:
+            before_after.add_row(*row)
+        out.print(before_after)
+    elif rows:
+        print()
+        print(plain_table(header, rows))
     if doc.get("guest_cost"):
         from wasmfilter.bench.profile_command import show as show_profile
 

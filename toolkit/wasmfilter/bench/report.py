@@ -18,7 +18,19 @@ from typing import Any
 
 from wasmfilter.bench import guest_cost, one_envoy, probes, vm_start
 from wasmfilter.bench.definition import Scenario, Targets
-from wasmfilter.bench.runner import BASELINE, BEFORE, FLOOR, OPT, PROBE, PROBE_PREFIX, WASM, BenchRun, Sample
+from wasmfilter.bench.runner import (
+    BASELINE,
+    BEFORE,
+    FLOOR,
+    OPT,
+    PROBE,
+    PROBE_PREFIX,
+    WASM,
+    BenchRun,
+    Sample,
+    before_wasm_path,
+    opt_wasm_path,
+)
 from wasmfilter.errors import UsageError
 
 SCHEMA = 1
@@ -223,6 +235,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         "load_avg": {"before": run.load_before, "after": run.load_after},
         "envoy_version": run.binary.version,
         "wasm": {"path": str(run.wasm), "size_bytes": run.wasm_size},
+        "builds": _other_builds(run),
         "settings": s.model_dump(),
         "tuning": run.tuning.to_json(),
         "targets": d.targets.model_dump(),
@@ -235,6 +248,14 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         "verdict": {"ok": not misses, "misses": misses},
         "notes": d.notes.strip(),
     }
+
+
+def _other_builds(run: BenchRun) -> dict[str, dict[str, Any]]:
+    """Module path and size of each other build of the filter measured beside it (wasm-opt, wasm-before)."""
+    paths = {OPT: opt_wasm_path(run.wasm), BEFORE: before_wasm_path(run.definition, run.wasm)}
+    return {v.name: {"path": str(paths[v.kind]),
+                     "size_bytes": paths[v.kind].stat().st_size if paths[v.kind].is_file() else None}
+            for v in run.variants if v.kind in paths}
 
 
 # ---------------------------------------------------------------- rendering helpers
@@ -354,6 +375,46 @@ def one_envoy_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+def before_after_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    """One table of the build under test beside the build from before a change (`--before`) and the size build:
+    module bytes, VM start, and each scenario's added Envoy CPU per request — read in one Envoy when that phase
+    ran, else the rounds' paired medians. Empty without a wasm-before variant."""
+    builds = [v["name"] for v in doc["variants"] if v["kind"] in (WASM, OPT, BEFORE)]
+    if BEFORE not in builds:
+        return [], []
+    sizes = {WASM: doc["wasm"]["size_bytes"]} | {n: b.get("size_bytes") for n, b in (doc.get("builds") or {}).items()}
+
+    def row(label: str, values: dict[str, float | None], fmt: str, change: Callable[[float, float], str]) -> list[str]:
+        now, before = values.get(WASM), values.get(BEFORE)
+        return [label, *(_n(values.get(n), fmt) for n in builds),
+                "" if now is None or before is None else change(now, before)]
+
+    def diff(unit: str, fmt: str) -> Callable[[float, float], str]:
+        return lambda now, before: f"{fmt.format(now - before)} {unit}"
+
+    def pct(now: float, before: float) -> str:
+        return f"{(now / before - 1) * 100:+.0f} %" if before else ""
+
+    envoy = doc["envoy"]
+    rows = [row("module bytes", sizes, "{:,.0f}", pct),
+            row("VM start CPU Δ ms", {n: (envoy[n].get("load_cpu_delta_ms") or {}).get("median") for n in builds},
+                "{:+.0f}", diff("ms", "{:+.0f}")),
+            row("start→ready Δ ms", {n: envoy[n]["start_delta_ms"]["median"] for n in builds}, "{:+.0f}",
+                diff("ms", "{:+.0f}"))]
+    rounds_key = {WASM: "wasm_vs_baseline", OPT: "opt_vs_baseline", BEFORE: "before_vs_baseline"}
+    kinds = {v["name"]: v["kind"] for v in doc["variants"]}
+    for sc in doc["scenarios"]:
+        one = (sc.get("one_envoy") or {}).get("variants")
+        if one:
+            added = {n: one[n]["added_cpu_us_per_req"]["median"] for n in builds if n in one}
+        else:
+            added = {n: ((sc.get(rounds_key[kinds[n]]) or {}).get("added_cpu_us_per_req") or {}).get("median")
+                     for n in builds}
+        rows.append(row(f"{sc['name']}: added CPU µs/req ({'one Envoy' if one else 'rounds'})", added, "{:+.1f}",
+                        diff("µs", "{:+.1f}")))
+    return ["", *builds, f"{WASM} vs {BEFORE}"], rows
+
+
 ENVOY_HEADER = ["variant", "start→ready ms", "Δ vs no filter (VM start)",
                 "VM start CPU ms (validate, Δ vs no filter)", "RSS ready MiB", "RSS after load MiB",
                 "Δ RSS vs no filter MiB"]
@@ -400,6 +461,10 @@ def markdown(doc: dict, plot_name: str | None = None, heading: str = "##") -> st
         _md_table(ENVOY_HEADER, envoy_rows(doc)),
         "",
     ]
+    header, rows = before_after_table(doc)
+    if rows:
+        out += [f"**Before/after** (the filter as built now, {', '.join(header[2:-1])} beside it; from this run):", "",
+                _md_table(header, rows), ""]
     one = one_envoy_rows(doc)
     if one:
         out += [f"**One Envoy** (every variant on its own listener of one Envoy process, "
