@@ -51,10 +51,10 @@ def apply_overrides(definition: BenchDefinition, *, duration: str | None = None,
         changes["duration_s"] = parse_duration(duration, "--duration")
     if warmup is not None:
         changes["warmup_s"] = 0 if str(warmup).strip() in ("0", "0s") else parse_duration(warmup, "--warmup")
-    for key, value, low in (("rounds", rounds, 1), ("connections", connections, 1),
-                            ("envoy_concurrency", concurrency, 1), ("one_envoy_cycles", cycles, 0)):
+    for key, flag, value, low in (("rounds", "rounds", rounds, 1), ("connections", "connections", connections, 1),
+                                  ("envoy_concurrency", "concurrency", concurrency, 1),
+                                  ("one_envoy_cycles", "cycles", cycles, 0)):
         if value is not None:
-            flag = {"envoy_concurrency": "concurrency", "one_envoy_cycles": "cycles"}.get(key, key)
             if value < low:
                 raise UsageError(f"invalid --{flag} {value}: must be at least {low}",
                                  fix="give a positive number" if low else "give 0 (skip) or a positive number")

@@ -188,7 +188,7 @@ def summarize(run: BenchRun) -> dict[str, Any]:
         if sc.name in run.one_envoy:
             one = one_envoy.summarize(
                 run.one_envoy[sc.name], baseline=BASELINE, wasm=WASM,
-                floor=FLOOR if FLOOR in run.one_envoy[sc.name] else None,
+                floor=FLOOR,
                 probe_repeat={v.name: probes.CATALOG[v.name.removeprefix(PROBE_PREFIX)].repeat for v in run.variants
                               if v.kind == PROBE and v.name != FLOOR},
                 natives=list(vs_native))

@@ -19,7 +19,7 @@ from typing import Any
 
 from wasmfilter import subprocesses
 from wasmfilter.bench import one_envoy, probes, vm_start
-from wasmfilter.bench.definition import BenchDefinition, Scenario, deep_merge
+from wasmfilter.bench.definition import BenchDefinition, Request, Scenario, deep_merge
 from wasmfilter.bench.wrk import WrkResult, find_wrk, run_wrk
 from wasmfilter.build import cargo as build_mod
 from wasmfilter.envoy.binary import EnvoyBinary, resolve
@@ -363,6 +363,21 @@ def _guest_profile(definition: BenchDefinition, wasm: Path, problems: list[str])
         return None
 
 
+def _load(run: BenchRun, url: str, request: Request, duration_s: int) -> WrkResult:
+    """wrk at the throughput settings (connections, threads, wrk's CPUs): warm-ups, throughput passes and one-Envoy
+    slices all load Envoy alike."""
+    s = run.definition.settings
+    return run_wrk(url, request, duration_s=duration_s, connections=s.connections, threads=s.wrk_threads,
+                   cpus=run.tuning.wrk_cpus)
+
+
+def _measured_load(run: BenchRun, envoy: Envoy, url: str, request: Request, duration_s: int) -> tuple[WrkResult, int]:
+    """_load, and Envoy's CPU time over it (ns, all threads)."""
+    cpu_before = envoy.cpu_ns()
+    result = _load(run, url, request, duration_s)
+    return result, envoy.cpu_ns() - cpu_before
+
+
 def _rotated(items: list, rnd: int) -> list:
     shift = rnd % len(items) if items else 0
     return items[shift:] + items[:shift]
@@ -395,8 +410,7 @@ def _run_round(run: BenchRun, groups: dict[str, list[_Group]], rnd: int, binary:
                 if settings.warmup_s:
                     step(f"round {rnd + 1}: {variant.name}: started in {envoy.start_seconds * 1000:.0f} ms, "
                          f"warm-up {settings.warmup_s}s", 0)
-                    run_wrk(envoy.listener_url, first.request, duration_s=settings.warmup_s,
-                            connections=settings.connections, threads=settings.wrk_threads, cpus=cpus)
+                    _load(run, envoy.listener_url, first.request, settings.warmup_s)
                 step(f"round {rnd + 1}: {variant.name}: ready", 1)
         for scenario in run.definition.scenarios:
             lat: dict[str, WrkResult] = {}
@@ -409,10 +423,7 @@ def _run_round(run: BenchRun, groups: dict[str, list[_Group]], rnd: int, binary:
                 step(f"round {rnd + 1}: {scenario.name}: {variant.name} p50 {lat[variant.name].p(50)} µs", 1)
             for variant in applicable:
                 envoy, _ = running[(variant.name, scenario.name)]
-                cpu_before = envoy.cpu_ns()
-                thr = run_wrk(envoy.listener_url, scenario.request, duration_s=settings.duration_s,
-                              connections=settings.connections, threads=settings.wrk_threads, cpus=cpus)
-                used = envoy.cpu_ns() - cpu_before
+                thr, used = _measured_load(run, envoy, envoy.listener_url, scenario.request, settings.duration_s)
                 step(f"round {rnd + 1}: {scenario.name}: {variant.name} {thr.rps:,.0f} req/s", 1)
                 bad = _unexpected_pct(scenario, variant, [lat[variant.name], thr])
                 errors = lat[variant.name].socket_errors + thr.socket_errors
@@ -453,15 +464,12 @@ def _run_one_envoy(run: BenchRun, wasm: Path, binary: EnvoyBinary, step: Progres
             for variant in variants:
                 probe(urls[variant.name], scenario, variant)
                 if settings.warmup_s:
-                    run_wrk(urls[variant.name], scenario.request, duration_s=settings.warmup_s,
-                            connections=settings.connections, threads=settings.wrk_threads, cpus=run.tuning.wrk_cpus)
+                    _load(run, urls[variant.name], scenario.request, settings.warmup_s)
             for cycle in range(settings.one_envoy_cycles):
                 for variant in _rotated(variants, cycle):
-                    cpu_before = envoy.cpu_ns()
-                    result = run_wrk(urls[variant.name], scenario.request, duration_s=settings.one_envoy_slice_s,
-                                     connections=settings.connections, threads=settings.wrk_threads,
-                                     cpus=run.tuning.wrk_cpus)
-                    samples[variant.name].append((envoy.cpu_ns() - cpu_before) / 1000 / max(result.requests, 1))
+                    result, used = _measured_load(run, envoy, urls[variant.name], scenario.request,
+                                                  settings.one_envoy_slice_s)
+                    samples[variant.name].append(used / 1000 / max(result.requests, 1))
                     results[variant.name].append(result)
                 step(f"one Envoy: {scenario.name}: cycle {cycle + 1}/{settings.one_envoy_cycles}", 1)
         run.one_envoy[scenario.name] = samples
